@@ -1,0 +1,215 @@
+"""``function()``: chains the stages (optimise, schedule, emit, compile) and nothing more."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+import sympy
+
+from graphc.errors import DTypeError, InputError, ShapeError
+from graphc.frontend import ops
+from graphc.frontend.variables import storage
+from graphc.interp import evaluate_nodes
+from graphc.ir.graph import Graph, toposort
+from graphc.ir.infer import broadcast_shapes
+from graphc.ir.node import Node
+from graphc.ir.ops import ELEMENTWISE, Op
+from graphc.ir.shapes import RNG_STEP, dims_equal, evaluate, format_shape, size_of
+from graphc.options import CompileOptions
+from graphc.passes.pipeline import optimize
+
+Outputs = Union[Node, Sequence[Node], None]
+Updates = Union[Sequence[tuple[Any, Any]], Mapping[Any, Any], None]
+
+
+def _resolve_updates(updates: Updates, graph_nodes: list[Node]) -> list[tuple[Node, Node]]:
+    """Pairs (shared variable, new value); a shared variable may be named by its name."""
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates)
+    shared_by_name = {n.name: n for n in graph_nodes if n.op is Op.SHARED}
+    out = []
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise InputError(f"updates must be (shared variable, new value) pairs, got {pair!r}")
+        target, value = pair
+        if isinstance(target, str):
+            if target not in shared_by_name:
+                known = ", ".join(sorted(shared_by_name)) or "none"
+                raise InputError(f"updates: no shared variable named {target!r} in this function "
+                                 f"(shared variables it uses: {known})")
+            target = shared_by_name[target]
+        if not isinstance(target, Node) or target.op is not Op.SHARED:
+            raise InputError(f"updates: {target!r} is not a shared variable")
+        value = ops.as_tensor(value)
+        if value.shape != target.shape and not all(dims_equal(a, b) for a, b in zip(value.shape, target.shape)):
+            raise ShapeError(f"updates: new value for {target.name!r} has shape {format_shape(value.shape)}, "
+                             f"the variable has {format_shape(target.shape)}")
+        out.append((target, ops.cast(value, target.dtype)))
+    if len({id(t) for t, _ in out}) != len(out):
+        raise InputError("updates: a shared variable is updated twice")
+    return out
+
+
+def _size_constraints(nodes: list[Node]) -> list[tuple[sympy.Expr, sympy.Expr, Node]]:
+    """Pairs of symbolic sizes the graph assumes equal (checked at every call)."""
+    pairs = []
+    for n in nodes:
+        groups: list[list] = []
+        if n.op in ELEMENTWISE or n.op is Op.FUSED:
+            ndim = len(broadcast_shapes(n.op, n.inputs)) if n.inputs else 0
+            for axis in range(-ndim, 0):
+                groups.append([i.shape[axis] for i in n.inputs if len(i.shape) >= -axis])
+        elif n.op is Op.MATMUL:
+            groups.append([n.inputs[0].shape[-1], n.inputs[1].shape[-2]])
+        elif n.op is Op.RESHAPE:
+            groups.append([size_of(n.shape), size_of(n.inputs[0].shape)])
+        for dims in groups:
+            for d in dims[1:]:
+                a = dims[0]
+                if (not isinstance(a, int) or not isinstance(d, int)) and not dims_equal(a, d) \
+                        and not (isinstance(a, int) and a == 1) and not (isinstance(d, int) and d == 1):
+                    pairs.append((a, d, n))
+    return pairs
+
+
+class Function:
+    """A compiled graph: call it with arrays for its inputs; it returns its outputs and applies
+    its updates to shared variables in place.
+
+    ``fn.graph`` is the optimised graph it runs; ``fn.llvm_ir`` the LLVM IR of its native code
+    (None in reference mode).
+    """
+
+    def __init__(self, inputs: Sequence[Node], outputs: Outputs, updates: Updates = None,
+                 mode: str = "native", options: CompileOptions | None = None, name: str = "fn"):
+        if mode not in ("native", "reference"):
+            raise InputError(f'mode must be "native" or "reference", got {mode!r}')
+        self.options = options or CompileOptions()
+        self.mode = mode
+        self.name = name
+        self.inputs = list(inputs)
+        for x in self.inputs:
+            if not isinstance(x, Node) or x.op is not Op.PLACEHOLDER:
+                raise InputError(f"function inputs must be placeholders, got {x!r}")
+        self._single = isinstance(outputs, Node)
+        outs = [] if outputs is None else ([outputs] if self._single else [ops.as_tensor(o) for o in outputs])
+        raw_nodes = toposort(outs + [v for _, v in (updates.items() if isinstance(updates, Mapping) else updates or [])
+                                     if isinstance(v, Node)])
+        self.updates = _resolve_updates(updates, raw_nodes + [t for t, _ in (
+            updates.items() if isinstance(updates, Mapping) else updates or []) if isinstance(t, Node)])
+        all_outs = outs + [v for _, v in self.updates]
+        self._n_outputs = len(outs)
+        self._check_inputs_known(all_outs)
+        optimized = optimize(all_outs, self.options.opt_level)
+        self.graph = Graph(tuple(self.inputs), tuple(optimized))
+        nodes = self.graph.nodes()
+        self.shared = [n for n in nodes if n.op is Op.SHARED]
+        self._bind = [(k, j, d) for k, x in enumerate(self.inputs) for j, d in enumerate(x.shape)]
+        self._constraints = _size_constraints(nodes)
+        self._calls = 0
+        self.llvm_ir: str | None = None
+        self._native = None
+        if mode == "native":
+            from graphc.lower.executable import NativeExecutable
+            self._native = NativeExecutable(self.graph, self.inputs, self.shared,
+                                            [t for t, _ in self.updates], self.options, name)
+            self.llvm_ir = self._native.llvm_ir
+
+    def _check_inputs_known(self, outs: list[Node]) -> None:
+        given = set(map(id, self.inputs))
+        bound = {s for x in self.inputs for d in x.shape if not isinstance(d, int) for s in d.free_symbols}
+        for n in toposort(outs):
+            if n.op is Op.PLACEHOLDER and id(n) not in given:
+                where = f" (made at {n.origin})" if n.origin else ""
+                raise InputError(f"the outputs depend on placeholder {n.name!r}{where}, which is not among "
+                                 f"the function's inputs {[x.name for x in self.inputs]}")
+            free = {s for d in n.shape if not isinstance(d, int) for s in d.free_symbols}
+            if n.op in (Op.RANDOM, Op.DIM):
+                expr = n.attrs.get("expr")
+                if expr is not None and not isinstance(expr, int):
+                    free |= expr.free_symbols
+            missing = free - bound - {RNG_STEP}
+            if missing:
+                raise InputError(f"{n!r} has a size ({', '.join(map(str, missing))}) that no input of the "
+                                 "function determines")
+
+    # ------------------------------------------------------------------------- calling
+    def _arrays(self, args: tuple, kwargs: dict) -> list[np.ndarray]:
+        if kwargs:
+            by_name = {x.name: i for i, x in enumerate(self.inputs)}
+            args = list(args) + [None] * (len(self.inputs) - len(args))
+            for k, v in kwargs.items():
+                if k not in by_name:
+                    raise InputError(f"{self.name}: unknown input {k!r}; inputs are {list(by_name)}")
+                args[by_name[k]] = v
+        if len(args) != len(self.inputs) or any(a is None for a in args):
+            raise InputError(f"{self.name}: expected {len(self.inputs)} inputs "
+                             f"({', '.join(str(x.name) for x in self.inputs)}), got {len(args)}")
+        arrays = []
+        for x, a in zip(self.inputs, args):
+            arr = np.asarray(a)
+            if arr.dtype.name != x.dtype:
+                if not np.can_cast(arr.dtype, x.dtype, "same_kind"):
+                    raise DTypeError(f"{self.name}: input {x.name!r} expects {x.dtype}, got {arr.dtype} "
+                                     f"(which cannot be converted without changing its kind)")
+                arr = arr.astype(x.dtype)
+            if arr.ndim != len(x.shape):
+                raise ShapeError(f"{self.name}: input {x.name!r} expects rank {len(x.shape)} "
+                                 f"{format_shape(_user_shape(x))}, got shape {arr.shape}")
+            arrays.append(np.ascontiguousarray(arr))
+        return arrays
+
+    def _symbols(self, arrays: list[np.ndarray]) -> dict:
+        env: dict = {}
+        for k, j, d in self._bind:
+            size = arrays[k].shape[j]
+            x = self.inputs[k]
+            if isinstance(d, int):
+                if d != size:
+                    raise ShapeError(f"{self.name}: input {x.name!r} expects shape {format_shape(_user_shape(x))}, "
+                                     f"got {arrays[k].shape} (axis {j} should be {d})")
+            elif d.is_Symbol:
+                if env.setdefault(d, size) != size:
+                    raise ShapeError(f"{self.name}: input {x.name!r} axis {j} is {size}, but the same size was "
+                                     f"{env[d]} elsewhere")
+        for a, b, node in self._constraints:
+            va, vb = evaluate(a, env), evaluate(b, env)
+            if va != vb:
+                where = f" at {node.origin}" if node.origin else ""
+                raise ShapeError(f"{self.name}: sizes do not match in {node.op.value}{where}: {va} vs {vb} "
+                                 f"(input shapes {[tuple(a.shape) for a in arrays]})")
+        env[RNG_STEP] = self._calls
+        return env
+
+    def __call__(self, *args, **kwargs):
+        arrays = self._arrays(args, kwargs)
+        env = self._symbols(arrays)
+        self._calls += 1
+        if self._native is not None:
+            outs = self._native.run(arrays, env)
+        else:
+            feeds = dict(zip(self.inputs, arrays))
+            feeds.update({s: storage(s).array for s in self.shared})
+            values = evaluate_nodes(self.graph.outputs, feeds, env)
+            outs = [np.array(v) for v in values[:self._n_outputs]]
+            for (target, _), v in zip(self.updates, values[self._n_outputs:]):
+                np.copyto(storage(target).array, v)
+        if self._single:
+            return outs[0]
+        return outs
+
+
+def _user_shape(x: Node) -> tuple:
+    return tuple(d if isinstance(d, int) else None for d in x.shape)
+
+
+def function(inputs: Sequence[Node], outputs: Outputs = None, updates: Updates = None,
+             mode: str = "native", options: CompileOptions | None = None, name: str = "function") -> Function:
+    """Compile a graph into a callable.
+
+    ``inputs`` are placeholders (passed positionally or by name); ``outputs`` one node or a
+    list; ``updates`` (shared variable, new value) pairs applied in place after each call, all
+    computed from the values before the call. ``mode="reference"`` runs the NumPy interpreter.
+    """
+    return Function(inputs, outputs, updates, mode=mode, options=options, name=name)

@@ -1,0 +1,1 @@
+"""The frontend: symbolic tensors (graph nodes with Python operators) and ``graphc.ops``."""

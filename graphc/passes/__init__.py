@@ -1,0 +1,1 @@
+"""Graph rewrites: the engine, the rule sets, and the per-level pipeline."""

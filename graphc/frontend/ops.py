@@ -495,17 +495,23 @@ def getitem(x: Node, index) -> Node:
     n_real = len([i for i in index if i is not None and i is not Ellipsis])
     if n_real > x.ndim:
         raise ShapeError(f"too many indices ({n_real}) for a tensor of shape {format_shape(x.shape)}" + _at())
-    if Ellipsis in index:
-        k = index.index(Ellipsis)
+    ellipses = [k for k, i in enumerate(index) if i is Ellipsis]  # `in` would compare arrays
+    if len(ellipses) > 1:
+        raise InputError("an index can only have a single ellipsis ('...')" + _at())
+    if ellipses:
+        k = ellipses[0]
         index = index[:k] + (slice(None),) * (x.ndim - n_real) + index[k + 1:]
-    index = index + (slice(None),) * (x.ndim - n_real)
+    else:
+        index = index + (slice(None),) * (x.ndim - n_real)
     out = x
-    axis = 0
+    axis = 0  # the axis of ``out`` the next item applies to
+    out_pos = 0  # the axis of the final result the next item produces
     new_axes = []
     drop_axes = []
-    for pos, item in enumerate(index):
+    for item in index:
         if item is None:
-            new_axes.append(pos)
+            new_axes.append(out_pos)
+            out_pos += 1
             continue
         d = out.shape[axis]
         if isinstance(item, slice):
@@ -516,6 +522,7 @@ def getitem(x: Node, index) -> Node:
             else:
                 out = slice_axis(out, axis, b, e, s)
             axis += 1
+            out_pos += 1
         elif isinstance(item, (int, np.integer)):
             i = int(item)
             if isinstance(d, int) and not -d <= i < d:
@@ -530,6 +537,7 @@ def getitem(x: Node, index) -> Node:
                 raise InputError("boolean mask indexing has a data-dependent shape; use graphc.ops.where" + _at())
             out = take(out, idx, axis=axis)
             axis += idx.ndim
+            out_pos += idx.ndim
     if drop_axes:
         out = reshape(out, tuple(d for i, d in enumerate(out.shape) if i not in drop_axes))
     if new_axes:

@@ -1,0 +1,32 @@
+"""Keras layers: ``from graphc.keras.layers import Dense, Dropout, Input, ...``.
+
+Convolutional, normalisation, embedding and recurrent layers live in their own modules
+(another issue) and are imported here when present.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from graphc.keras import serialization as _ser
+from graphc.keras.layers.base import InputSpec, Layer
+from graphc.keras.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Lambda, Permute,
+                                      RepeatVector, Reshape)
+from graphc.keras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                                       average, concatenate, dot, maximum, minimum, multiply, subtract)
+
+
+def serialize(layer: Layer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` of a layer."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None) -> Layer:
+    """A layer from :func:`serialize`'s output (custom classes through ``custom_objects``)."""
+    with _ser.custom_object_scope(custom_objects):
+        return _ser.deserialize("layer", dict(config), custom_objects)
+
+
+__all__ = ["Layer", "InputSpec", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten", "Reshape",
+           "Permute", "RepeatVector", "Lambda", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+           "Concatenate", "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
+           "dot", "serialize", "deserialize"]

@@ -157,7 +157,7 @@ class Function:
             if arr.ndim != len(x.shape):
                 raise ShapeError(f"{self.name}: input {x.name!r} expects rank {len(x.shape)} "
                                  f"{format_shape(_user_shape(x))}, got shape {arr.shape}")
-            arrays.append(np.ascontiguousarray(arr))
+            arrays.append(np.asarray(arr, order="C"))  # ascontiguousarray makes 0-d arrays 1-d
         return arrays
 
     def _symbols(self, arrays: list[np.ndarray]) -> dict:

@@ -82,12 +82,8 @@ def placeholder(shape: Sequence[int | None] | None = None, ndim: int | None = No
 
 
 def variable(value: Any, dtype: str | None = None, name: str | None = None, constraint: Any = None) -> Node:
-    """A variable (shared) holding a copy of ``value`` (Python floats become ``floatx()``)."""
-    arr = np.asarray(value)
-    if dtype is None:
-        dtype = floatx() if arr.dtype.kind == "f" or arr.dtype.kind in "iub" and not isinstance(value, np.ndarray) \
-            else arr.dtype.name
-    return gc.shared(np.asarray(arr, dtype=dtype), name=name)
+    """A variable (shared) holding a copy of ``value``, of ``dtype`` (default ``floatx()``)."""
+    return gc.shared(np.asarray(value, dtype=dtype or floatx()), name=name)
 
 
 def constant(value: Any, dtype: str | None = None, shape: Sequence[int] | None = None,
@@ -101,12 +97,12 @@ def constant(value: Any, dtype: str | None = None, shape: Sequence[int] | None =
 
 def zeros(shape: Sequence[int], dtype: str | None = None, name: str | None = None) -> Node:
     """A variable of zeros (as in Keras, a variable, not a tensor)."""
-    return variable(np.zeros(tuple(shape), dtype or floatx()), name=name)
+    return variable(np.zeros(tuple(shape)), dtype=dtype or floatx(), name=name)
 
 
 def ones(shape: Sequence[int], dtype: str | None = None, name: str | None = None) -> Node:
     """A variable of ones."""
-    return variable(np.ones(tuple(shape), dtype or floatx()), name=name)
+    return variable(np.ones(tuple(shape)), dtype=dtype or floatx(), name=name)
 
 
 def zeros_like(x: Any, dtype: str | None = None, name: str | None = None) -> Node:
@@ -449,11 +445,15 @@ def relu(x: Any, alpha: float = 0.0, max_value: float | None = None, threshold: 
 
 
 # ----------------------------------------------------------------------------- losses
+def _softmax_over(x: Node, axis: int) -> bool:
+    return x.op is Op.SOFTMAX and x.attrs["axis"] == axis % x.ndim
+
+
 def categorical_crossentropy(target: Any, output: Any, from_logits: bool = False, axis: int = -1) -> Node:
     """``-sum(target * log(p))`` along ``axis``; ``output`` holds probabilities (rescaled to sum
     to 1 and clipped to ``[eps, 1 - eps]``) or, with ``from_logits``, logits."""
     target, output = _float(target), _float(output)
-    if not from_logits and output.op is Op.SOFTMAX:  # Keras reads the logits back out of a softmax
+    if not from_logits and _softmax_over(output, axis):  # Keras reads the logits back out of a softmax
         output, from_logits = output.inputs[0], True
     if from_logits:
         return -ops.sum(target * ops.log_softmax(output, axis), axis)
@@ -473,7 +473,7 @@ def sparse_categorical_crossentropy(target: Any, output: Any, from_logits: bool 
     if target.ndim != output.ndim - 1:
         raise ShapeError(f"sparse_categorical_crossentropy: labels of shape {format_shape(target.shape)} do not fit "
                          f"predictions of shape {format_shape(output.shape)} (expected one label per sample)")
-    if not from_logits and output.op is Op.SOFTMAX:
+    if not from_logits and _softmax_over(output, axis):
         output, from_logits = output.inputs[0], True
     logits = output if from_logits else ops.log(ops.clip(output, epsilon(), 1.0 - epsilon()))
     n = output.shape[axis]

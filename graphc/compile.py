@@ -42,7 +42,8 @@ def _resolve_updates(updates: Updates, graph_nodes: list[Node]) -> list[tuple[No
         if not isinstance(target, Node) or target.op is not Op.SHARED:
             raise InputError(f"updates: {target!r} is not a shared variable")
         value = ops.as_tensor(value)
-        if value.shape != target.shape and not all(dims_equal(a, b) for a, b in zip(value.shape, target.shape)):
+        if value.shape != target.shape and (len(value.shape) != len(target.shape) or not all(
+                dims_equal(a, b) for a, b in zip(value.shape, target.shape))):
             raise ShapeError(f"updates: new value for {target.name!r} has shape {format_shape(value.shape)}, "
                              f"the variable has {format_shape(target.shape)}")
         out.append((target, ops.cast(value, target.dtype)))
@@ -93,6 +94,9 @@ class Function:
             if not isinstance(x, Node) or x.op is not Op.PLACEHOLDER:
                 raise InputError(f"function inputs must be placeholders, got {x!r}")
         self._single = isinstance(outputs, Node)
+        for pair in (updates.items() if isinstance(updates, Mapping) else updates or []):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise InputError(f"updates must be (shared variable, new value) pairs, got {pair!r}")
         outs = [] if outputs is None else ([outputs] if self._single else [ops.as_tensor(o) for o in outputs])
         raw_nodes = toposort(outs + [v for _, v in (updates.items() if isinstance(updates, Mapping) else updates or [])
                                      if isinstance(v, Node)])

@@ -197,7 +197,10 @@ class Function:
             feeds.update({s: storage(s).array for s in self.shared})
             values = evaluate_nodes(self.graph.outputs, feeds, env)
             outs = [np.array(v) for v in values[:self._n_outputs]]
-            for (target, _), v in zip(self.updates, values[self._n_outputs:]):
+            # copy first: a new value may be another shared variable's buffer (a swap), and all
+            # updates must see the values from before the call
+            new_values = [np.array(v) for v in values[self._n_outputs:]]
+            for (target, _), v in zip(self.updates, new_values):
                 np.copyto(storage(target).array, v)
         if self._single:
             return outs[0]

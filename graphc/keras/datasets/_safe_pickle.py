@@ -4,8 +4,9 @@ CIFAR-10's batches are pickled dicts and IMDB's ``imdb.npz`` holds object arrays
 NumPy stores as pickles). Keras reads both with ``pickle``, trusting the checksum of the
 download. graphc also checks the checksum, and in addition unpickles with
 :class:`RestrictedUnpickler`, which resolves only the globals needed to rebuild NumPy arrays
-(``ndarray``, ``dtype`` and NumPy's array reconstructor); builtins such as dict, list, bytes,
-str and int come from pickle opcodes and need no globals. Anything else (``os.system``, a
+(``ndarray``, ``dtype`` and NumPy's array reconstructor, plus ``_codecs.encode`` restricted to
+latin-1, which Python 3 protocol-2 pickles use for ``bytes``); builtins such as dict, list,
+bytes, str and int come from pickle opcodes and need no globals. Anything else (``os.system``, a
 class from some module) raises :class:`UnsafePickleError` before it is imported or called.
 """
 from __future__ import annotations
@@ -35,7 +36,16 @@ def _reconstruct() -> Any:
     raise ImportError("cannot find numpy's array reconstructor")  # pragma: no cover
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """What protocol-2 pickles written by Python 3 use to rebuild ``bytes``: only the latin-1
+    codec is accepted."""
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise UnsafePickleError(f"refusing codec {encoding!r} in a pickled data file")
+    return text.encode("latin-1", errors)
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): lambda: _latin1_encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): lambda: np.ndarray,

@@ -4,6 +4,16 @@ import pytest
 
 from graphc.errors import InputError, ShapeError
 from graphc.keras import backend as K
+from graphc.keras import config
+
+
+@pytest.fixture(autouse=True)
+def _run_mode(mode):
+    """Every test runs in each execution mode (conftest parametrizes ``mode``)."""
+    old = config._state["run_mode"]
+    config.set_run_mode(mode)
+    yield
+    config.set_run_mode(old)
 
 rng = np.random.default_rng(0)
 A = rng.normal(size=(4, 5)).astype("float32")

@@ -147,7 +147,6 @@ def test_function_inputs_must_be_placeholders():
 def test_missing_input_is_named():
     x = gc.placeholder((3,), "float64", name="x")
     forgotten = gc.placeholder((3,), "float64", name="forgotten")
-    line = here_plus(1)
     out = x + forgotten
     with pytest.raises(InputError) as e:
         gc.function([x], out, mode="reference")

@@ -65,8 +65,17 @@ SKIP_NATIVE = pytest.mark.skipif(not NATIVE_EXISTS, reason=f"{NATIVE_MODULE} doe
 MODES = ["reference", "native"]
 
 
+def _parametrized_by_test(metafunc, name: str) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if name in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc):
-    if "mode" in metafunc.fixturenames:
+    if "mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mode"):
         metafunc.parametrize("mode", [pytest.param("reference"), pytest.param("native", marks=SKIP_NATIVE)])
 
 

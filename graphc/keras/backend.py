@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -499,5 +499,5 @@ def binary_crossentropy(target: Any, output: Any, from_logits: bool = False) -> 
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "annotations", "itertools", "defaultdict", "Any", "Callable", "Sequence", "np", "gc", "ops", "Node",
+    "annotations", "itertools", "defaultdict", "Any", "Sequence", "np", "gc", "ops", "Node",
     "Op", "InputError", "ShapeError", "format_shape", "size_of", "config")]

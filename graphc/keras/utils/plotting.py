@@ -89,15 +89,20 @@ def _panel(c: Canvas, x0: int, y0: int, w: int, h: int, name: str, epochs: list[
             c.rect(x - 2, y - 2, x + 2, y + 2, outline=None, fill=color)
     # legend in the corner that hides the fewest points
     lw, lh = max(text_size(label)[0] for label, _, _ in lines) + 36, 14 * len(lines) + 6
-    pts = np.array([(px(e), py(v)) for _, vals, _ in lines for e, v in zip(epochs, vals) if math.isfinite(v)])
+    pts_list = []
+    for _, vals, _ in lines:  # the points and the segments between them
+        xy = [(px(e), py(v)) for e, v in zip(epochs, vals) if math.isfinite(v)]
+        for (xa, ya), (xb, yb) in zip(xy, xy[1:] + xy[-1:]):
+            pts_list += [(xa + (xb - xa) * t, ya + (yb - ya) * t) for t in np.linspace(0, 1, 12)]
+    pts = np.array(pts_list)
     corners = [(right - lw - 6, top + 6), (right - lw - 6, bottom - lh - 6), (left + 6, top + 6),
                (left + 6, bottom - lh - 6)]
 
     def hidden(corner: tuple[float, float]) -> int:
         if not len(pts):
             return 0
-        return int(np.sum((pts[:, 0] >= corner[0] - 4) & (pts[:, 0] <= corner[0] + lw + 4)
-                          & (pts[:, 1] >= corner[1] - 4) & (pts[:, 1] <= corner[1] + lh + 4)))
+        return int(np.sum((pts[:, 0] >= corner[0] - 8) & (pts[:, 0] <= corner[0] + lw + 8)
+                          & (pts[:, 1] >= corner[1] - 8) & (pts[:, 1] <= corner[1] + lh + 8)))
     lx, ly = min(corners, key=hidden)
     c.rect(lx, ly, lx + lw, ly + lh, outline=(160, 160, 160), fill=(255, 255, 255))
     for i, (label, _, color) in enumerate(lines):

@@ -77,7 +77,7 @@ def atomic_write(path: str, write: Callable[[Any], None], overwrite: bool = True
 
 def _npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, np.array(a, order="C"), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -36,6 +36,9 @@ class Model(TrainingMixin, Layer):
         self.stop_training = False
         self.history = None
         self._is_functional = False
+        self._fn_cache: dict = {}
+        self.compiled_functions = 0
+        self._run_mode: str | None = None
         self._input_keys: list[str] | None = None
         self._output_keys: list[str] | None = None
         self._output_is_single = True

@@ -303,13 +303,12 @@ class TrainingMixin:
 
     def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Mapping | None = None,
                        return_dict: bool = False) -> Any:
-        """One training step on one batch; returns the loss (and metrics) so far."""
+        """One training step on one batch; returns its loss (and metrics), as Keras 3 (metrics are reset first)."""
         self._assert_compiled("train_on_batch")
         xs, ys = self._std_x(x), self._std_y(y)
         self._check_labels(ys)
         sws = self._std_sw(sample_weight, ys, class_weight)
-        if not hasattr(self, "_tracker"):
-            self.reset_metrics()
+        self.reset_metrics()
         logs = self._train_or_test_batch("train", xs, ys, sws)
         return logs if return_dict else _flat(logs)
 

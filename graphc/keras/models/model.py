@@ -173,6 +173,7 @@ class Model(TrainingMixin, Layer):
         dtypes = list(dtypes) if dtypes else [self.dtype] * len(shapes)
         ins = [Input(batch_shape=tuple(s), dtype=d) for s, d in zip(shapes, dtypes)]
         self.inputs = ins
+        self.built = True  # so that calling it below does not build again
         with call_context(False):
             nodes = self._call_graph((ins[0]._node if len(ins) == 1 else [t._node for t in ins],), {})
         self._sub_outputs = flatten(nodes)

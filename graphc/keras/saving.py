@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -137,7 +138,7 @@ class _Archive:
                                  "model file)")
         try:
             return self.zip.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"{self.path}: entry {name!r} is corrupt ({e})") from None
 
     def json(self, name: str) -> Any:
@@ -283,7 +284,7 @@ def load_weights(model: Any, filepath: str) -> None:
         with np.load(path, allow_pickle=False) as data:
             keys = sorted(k for k in data.files if k.startswith("w"))
             arrays = [data[k] for k in keys]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ModelFileError(f"{path}: corrupt weights file ({e})") from None
     _set_weights(model, arrays, path)
 

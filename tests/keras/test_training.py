@@ -256,3 +256,30 @@ def test_sympy_activation_compiles_and_trains():
     m.compile("adam", "mse")
     m.fit(np.random.rand(8, 3), np.random.rand(8, 1), verbose=0)
     assert np.all(np.isfinite(m.predict(np.random.rand(2, 3), verbose=0)))
+
+
+def test_lr_callbacks_and_settable_learning_rate(tmp_path):
+    from graphc.keras.callbacks import CSVLogger, LearningRateScheduler, ReduceLROnPlateau
+    x, _, y = _blobs(40)
+    m = Sequential([Input(shape=(8,)), Dense(3, activation="softmax")])
+    m.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    lr = m.optimizer.learning_rate
+    assert float(lr) == pytest.approx(0.1) and lr * 2 == pytest.approx(0.2)
+    lr.assign(0.05)
+    assert m.optimizer.learning_rate == pytest.approx(0.05)
+    log = os.path.join(tmp_path, "log.csv")
+    m.fit(x, y, epochs=3, verbose=0,
+          callbacks=[LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1)), CSVLogger(log)])
+    assert m.optimizer.learning_rate == pytest.approx(0.1 / 3, rel=1e-6)
+    assert open(log).read().count("\n") == 4
+    m.compile(keras.optimizers.SGD(0.0), "categorical_crossentropy")
+    m.fit(x, y, epochs=4, verbose=0, validation_data=(x, y),
+          callbacks=[ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-9)])
+    assert m.optimizer.learning_rate == 0.0
+    m.compile(keras.optimizers.SGD(0.2), "categorical_crossentropy")
+    m.fit(x, y, epochs=1, verbose=0)
+    n = m.compiled_functions
+    m.fit(x, y, epochs=3, verbose=0, validation_data=(x, y),
+          callbacks=[ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)])
+    assert m.optimizer.learning_rate == pytest.approx(0.2 * 0.5 ** 2, rel=1e-5)  # epoch 0 sets the best, 1 and 2 reduce
+    assert m.compiled_functions == n + 1  # only the test function was added, for validation

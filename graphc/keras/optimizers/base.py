@@ -31,6 +31,44 @@ def _clip_by_norm(g: Node, clip: float) -> Node:
     return ops.divide(ops.multiply(g, clip), ops.maximum(norm, clip))
 
 
+class LearningRate(float):
+    """The current learning rate: a float that also writes back to its optimizer.
+
+    ``float(opt.learning_rate)``, arithmetic and comparisons work as on a float;
+    ``.assign(v)`` / ``.set_value(v)`` change the optimizer's learning-rate variable (what
+    ``keras.backend.set_value`` and callbacks do), ``.numpy()`` / ``.get_value()`` read it,
+    ``.variable`` is the shared node itself.
+    """
+
+    def __new__(cls, value: float, optimizer: "Optimizer"):
+        obj = super().__new__(cls, value)
+        obj._optimizer = optimizer
+        return obj
+
+    def assign(self, value: Any) -> None:
+        self._optimizer.learning_rate = value
+
+    set_value = assign
+
+    def get_value(self) -> np.ndarray:
+        return np.asarray(self._optimizer.learning_rate, dtype="float32")
+
+    def numpy(self) -> np.ndarray:
+        return self.get_value()
+
+    @property
+    def variable(self) -> Node | None:
+        return self._optimizer._lr_var
+
+    @property
+    def dtype(self) -> str:
+        return "float32"
+
+    @property
+    def shape(self) -> tuple:
+        return ()
+
+
 class Optimizer:
     """Base class: subclasses define ``_slots`` (names of per-variable state) and
     ``_update_rule(g, v, slots, lr, step) -> (new_v, {slot: new})``."""
@@ -75,11 +113,12 @@ class Optimizer:
         return self._iterations
 
     @property
-    def learning_rate(self) -> float:
-        """The current learning rate as a float (the schedule's value at the current step)."""
+    def learning_rate(self) -> LearningRate:
+        """The current learning rate, a float (the schedule's value at the current step) that
+        can also be assigned through (see :class:`LearningRate`)."""
         if self._schedule is not None:
-            return float(self._schedule(int(get_value(self._iterations))))
-        return float(get_value(self._lr_var))
+            return LearningRate(float(self._schedule(int(get_value(self._iterations)))), self)
+        return LearningRate(float(get_value(self._lr_var)), self)
 
     @learning_rate.setter
     def learning_rate(self, value: Any) -> None:
@@ -88,6 +127,8 @@ class Optimizer:
                             f"({type(self._schedule).__name__}) and cannot be set")
         if isinstance(value, LearningRateSchedule):
             raise TypeError("set a schedule when creating the optimizer, not afterwards")
+        if isinstance(value, Node):
+            value = get_value(value)
         set_value(self._lr_var, np.float32(float(np.asarray(value))))
 
     lr = learning_rate
@@ -185,7 +226,7 @@ class Optimizer:
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        lr: Any = ser.serialize(self._schedule) if self._schedule is not None else self.learning_rate
+        lr: Any = ser.serialize(self._schedule) if self._schedule is not None else float(self.learning_rate)
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 

@@ -1,0 +1,1 @@
+"""Native compilation: llvmlite target machines, object code, caches."""

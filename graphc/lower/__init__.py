@@ -1,0 +1,1 @@
+"""Lowering: scheduling, loop nests and LLVM IR emission."""

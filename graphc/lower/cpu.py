@@ -1,0 +1,523 @@
+"""LLVM IR for the CPU: one internal kernel function per step, and an entry function that
+lays out the workspace and calls the kernels in order.
+
+Entry ABI (see docs/architecture.md)::
+
+    i32 <name>_run(i8** args, i64* syms, i8* workspace)   args: inputs, shared, consts, outputs
+    i64 <name>_workspace_size(i64* syms)
+
+A kernel is ``i32 k<i>(i8* noalias out, i8* noalias in..., i64* syms)`` and returns 0, or an
+error code (1: an index out of range). ``LOWER[op]`` emits the body of a kernel for a node.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy
+from llvmlite import ir
+
+from graphc.errors import CompileError
+from graphc.ir.infer import broadcast_shapes
+from graphc.ir.node import Node
+from graphc.ir.ops import ELEMENTWISE, Op
+from graphc.ir.shapes import Dim, as_dim, size_of
+from graphc.lower import scalar
+from graphc.lower.irutil import (F32, F64, I1, I8, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, REDUCE_FLAGS,
+                                 SizeEmitter, const_i64, for_range, gep)
+from graphc.lower.loops import broadcast_strides, contiguous_strides, emit_nest
+from graphc.lower.schedule import Buffer, Program, Step
+
+ERR_INDEX = 1
+WORKSPACE_ALIGN = 64
+
+
+class Kernel:
+    """What an op's emitter works with: the builder, typed pointers, and symbolic sizes."""
+
+    def __init__(self, module: ir.Module, name: str, step: Step, symbols: list[sympy.Symbol]):
+        n_ptrs = 1 + len(step.ins)
+        fnty = ir.FunctionType(I32, [I8P] * n_ptrs + [I64.as_pointer()])
+        self.fn = ir.Function(module, fnty, name)
+        self.fn.linkage = "internal"
+        for arg in self.fn.args[:n_ptrs]:
+            arg.add_attribute("noalias")
+        entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(entry)
+        self.step = step
+        self.node = step.node
+        syms_ptr = self.fn.args[-1]
+        self.symbols = {s: self.b.load(gep(self.b, syms_ptr, const_i64(i)), name=s.name)
+                        for i, s in enumerate(symbols)}
+        self.size = SizeEmitter(self.b, self.symbols)
+        self.out = self.typed(self.fn.args[0], step.out.dtype)
+        self.ins = [self.typed(a, buf.dtype) for a, buf in zip(self.fn.args[1:n_ptrs], step.ins)]
+        self.fail = self.fn.append_basic_block("fail")
+        with self.b.goto_block(self.fail):
+            self.b.ret(ir.Constant(I32, ERR_INDEX))
+
+    def typed(self, ptr: ir.Value, dtype: str) -> ir.Value:
+        return self.b.bitcast(ptr, MEM_TYPE[dtype].as_pointer())
+
+    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
+        """A local in the entry block (mem2reg turns it into a register)."""
+        with self.b.goto_entry_block():
+            self.b.position_at_start(self.fn.entry_basic_block)
+            slot = self.b.alloca(ty)
+        self.b.store(init, slot)
+        return slot
+
+    def load(self, ptr: ir.Value, offset: ir.Value, dtype: str) -> ir.Value:
+        return scalar.load_value(self.b, gep(self.b, ptr, offset), dtype)
+
+    def store(self, value: ir.Value, ptr: ir.Value, offset: ir.Value, dtype: str) -> None:
+        scalar.store_value(self.b, value, gep(self.b, ptr, offset), dtype)
+
+    def fill(self, ptr: ir.Value, count: Dim, value: ir.Value, dtype: str) -> None:
+        with for_range(self.b, self.size(count), "fill") as i:
+            self.store(value, ptr, i, dtype)
+
+
+# ----------------------------------------------------------------------------- elementwise
+def _expr_value(k: Kernel, expr: tuple, args: list[ir.Value], arg_dtypes: list[str]) -> tuple[ir.Value, str]:
+    kind = expr[0]
+    if kind == "in":
+        return args[expr[1]], arg_dtypes[expr[1]]
+    if kind == "const":
+        return scalar.constant(expr[1], expr[2]), expr[2]
+    _, op, sub, dtype = expr
+    vals = [_expr_value(k, e, args, arg_dtypes) for e in sub]
+    b = k.b
+    if op is Op.CAST:
+        return scalar.cast(b, vals[0][0], vals[0][1], dtype), dtype
+    if op is Op.WHERE:
+        return b.select(vals[0][0], vals[1][0], vals[2][0]), dtype
+    if len(vals) == 1:
+        return scalar.unary(b, op, vals[0][0], vals[0][1]), dtype
+    return scalar.binary(b, op, vals[0][0], vals[1][0], vals[0][1]), dtype
+
+
+REDUCE_IDENTITY = {"sum": 0, "prod": 1, "max": float("-inf"), "min": float("inf")}
+
+
+def _identity(kind: str, dtype: str) -> ir.Constant:
+    v = REDUCE_IDENTITY[kind]
+    if dtype.startswith("int"):
+        bits = 32 if dtype == "int32" else 64
+        v = {"max": -(1 << (bits - 1)), "min": (1 << (bits - 1)) - 1}.get(kind, v)
+    return scalar.constant(v, dtype)
+
+
+def _combine(k: Kernel, kind: str, acc: ir.Value, v: ir.Value, dtype: str) -> ir.Value:
+    b = k.b
+    fl = dtype.startswith("float")
+    if kind == "sum":
+        return b.fadd(acc, v, flags=REDUCE_FLAGS) if fl else b.add(acc, v)
+    if kind == "prod":
+        return b.fmul(acc, v, flags=REDUCE_FLAGS) if fl else b.mul(acc, v)
+    return scalar.binary(b, Op.MAXIMUM if kind == "max" else Op.MINIMUM, acc, v, dtype)
+
+
+def emit_elementwise(k: Kernel, expr: tuple, reduce_axes, reduce_kind: str = "sum") -> None:
+    """One loop nest over the broadcast shape computing ``expr``; with ``reduce_axes``, the
+    values are accumulated into the output instead of stored."""
+    node = k.node
+    full = broadcast_shapes(node.op, node.inputs) if node.inputs else ()
+    in_strides = [broadcast_strides(i.shape, full) for i in node.inputs]
+    if reduce_axes is None:
+        out_strides = contiguous_strides(full)
+    else:
+        kept = [d for a, d in enumerate(full) if a not in reduce_axes]
+        kept_strides = iter(contiguous_strides(kept))
+        out_strides = [0 if a in reduce_axes else next(kept_strides) for a in range(len(full))]
+        k.fill(k.out, size_of(node.shape), _identity(reduce_kind, node.dtype), node.dtype)
+    dtypes = [i.dtype for i in node.inputs]
+
+    def body(offsets: list[ir.Value]) -> None:
+        args = [k.load(p, off, dt) for p, off, dt in zip(k.ins, offsets, dtypes)]
+        value, _ = _expr_value(k, expr, args, dtypes)
+        if reduce_axes is None:
+            k.store(value, k.out, offsets[-1], node.dtype)
+        else:
+            acc = k.load(k.out, offsets[-1], node.dtype)
+            k.store(_combine(k, reduce_kind, acc, value, node.dtype), k.out, offsets[-1], node.dtype)
+
+    emit_nest(k.b, k.size, full, in_strides + [out_strides], [const_i64(0)] * (len(dtypes) + 1), body)
+
+
+def _lower_elementwise(k: Kernel) -> None:
+    node = k.node
+    expr = ("op", node.op, tuple(("in", i) for i in range(len(node.inputs))), node.dtype)
+    emit_elementwise(k, expr, None)
+
+
+def _lower_fused(k: Kernel) -> None:
+    emit_elementwise(k, k.node.attrs["expr"], k.node.attrs["reduce_axes"])
+
+
+def _lower_reduce(kind: str) -> Callable[[Kernel], None]:
+    def lower(k: Kernel) -> None:
+        emit_elementwise(k, ("in", 0), k.node.attrs["axes"], kind)
+    return lower
+
+
+def _lower_arg_reduce(k: Kernel) -> None:
+    node = k.node
+    (x,) = node.inputs
+    axis = node.attrs["axis"]
+    b = k.b
+    outer = k.size(size_of(x.shape[:axis]))
+    n = k.size(x.shape[axis])
+    inner = k.size(size_of(x.shape[axis + 1:]))
+    is_max = node.op is Op.ARGMAX
+    ty = LLVM_TYPE[x.dtype]
+    fl = x.dtype.startswith("float")
+    with for_range(b, outer, "o") as o:
+        with for_range(b, inner, "j") as j:
+            base = b.add(b.mul(b.mul(o, n), inner), j)
+            best = k.alloca(ty, k.load(k.ins[0], base, x.dtype))
+            best_i = k.alloca(I64, const_i64(0))
+            with for_range(b, n, "r") as r:
+                v = k.load(k.ins[0], b.add(base, b.mul(r, inner)), x.dtype)
+                cur = b.load(best)
+                if fl:  # the first NaN wins, as in NumPy
+                    better = b.fcmp_ordered(">" if is_max else "<", v, cur)
+                    better = b.or_(better, b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", cur, cur)))
+                elif x.dtype == "bool":
+                    better = b.icmp_unsigned(">" if is_max else "<", v, cur)
+                else:
+                    better = b.icmp_signed(">" if is_max else "<", v, cur)
+                b.store(b.select(better, v, cur), best)
+                b.store(b.select(better, r, b.load(best_i)), best_i)
+            k.store(b.load(best_i), k.out, b.add(b.mul(o, inner), j), "int64")
+
+
+# ----------------------------------------------------------------------------- matmul
+def _lower_matmul(k: Kernel) -> None:
+    node = k.node
+    a, bb = node.inputs
+    b = k.b
+    m, kk, n = a.shape[-2], a.shape[-1], bb.shape[-1]
+    batch = node.shape[:-2]
+    a_str = broadcast_strides(a.shape[:-2], batch)
+    b_str = broadcast_strides(bb.shape[:-2], batch)
+    o_str = contiguous_strides(batch)
+    a_mat, b_mat, o_mat = as_dim(m * kk), as_dim(kk * n), as_dim(m * n)
+    scale = lambda s, f: [as_dim(x * f) for x in s]  # noqa: E731
+    fl = node.dtype.startswith("float")
+    ms, ks, ns = k.size(m), k.size(kk), k.size(n)
+
+    def body(offsets: list[ir.Value]) -> None:
+        pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
+        zero = scalar.constant(0, node.dtype)
+        with for_range(b, ms, "i") as i:
+            crow = gep(b, pc, b.mul(i, ns))
+            with for_range(b, ns, "z") as j:
+                b.store(zero, gep(b, crow, j))
+            arow = gep(b, pa, b.mul(i, ks))
+            with for_range(b, ks, "p") as p:
+                av = b.load(gep(b, arow, p))
+                brow = gep(b, pb, b.mul(p, ns))
+                with for_range(b, ns, "j") as j:
+                    cptr = gep(b, crow, j)
+                    bv = b.load(gep(b, brow, j))
+                    if fl:
+                        prod = b.fmul(av, bv, flags=("contract",))
+                        b.store(b.fadd(b.load(cptr), prod, flags=("contract",)), cptr)
+                    else:
+                        b.store(b.add(b.load(cptr), b.mul(av, bv)), cptr)
+
+    emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
+              [const_i64(0)] * 3, body)
+
+
+# ----------------------------------------------------------------------------- data movement
+def emit_copy(k: Kernel, src: ir.Value, dst: ir.Value, dims, src_strides, dst_strides, dtype: str,
+              src_base: Dim = 0, dst_base: Dim = 0) -> None:
+    """``dst[dst_base + i.dst_strides] = src[src_base + i.src_strides]`` over ``dims``."""
+    def body(offsets: list[ir.Value]) -> None:
+        k.store(k.load(src, offsets[0], dtype), dst, offsets[1], dtype)
+    emit_nest(k.b, k.size, dims, [list(src_strides), list(dst_strides)], [k.size(src_base), k.size(dst_base)], body)
+
+
+def _lower_transpose(k: Kernel) -> None:
+    (x,) = k.node.inputs
+    perm = k.node.attrs["perm"]
+    own = contiguous_strides(x.shape)
+    emit_copy(k, k.ins[0], k.out, k.node.shape, [own[p] for p in perm], contiguous_strides(k.node.shape), x.dtype)
+
+
+def _lower_broadcast(k: Kernel) -> None:
+    (x,) = k.node.inputs
+    emit_copy(k, k.ins[0], k.out, k.node.shape, broadcast_strides(x.shape, k.node.shape),
+              contiguous_strides(k.node.shape), x.dtype)
+
+
+def _lower_slice(k: Kernel) -> None:
+    (x,) = k.node.inputs
+    a = k.node.attrs
+    own = contiguous_strides(x.shape)
+    base = as_dim(sum((as_dim(bg * s) for bg, s in zip(a["begin"], own)), start=0))
+    emit_copy(k, k.ins[0], k.out, k.node.shape, [as_dim(s * st) for s, st in zip(own, a["step"])],
+              contiguous_strides(k.node.shape), x.dtype, src_base=base)
+
+
+def _lower_concat(k: Kernel) -> None:
+    axis = k.node.attrs["axis"]
+    out_str = contiguous_strides(k.node.shape)
+    start: Dim = 0
+    for ptr, x in zip(k.ins, k.node.inputs):
+        emit_copy(k, ptr, k.out, x.shape, contiguous_strides(x.shape), out_str, x.dtype,
+                  dst_base=as_dim(start * out_str[axis]))
+        start = as_dim(start + x.shape[axis])
+
+
+def _lower_pad(k: Kernel) -> None:
+    (x,) = k.node.inputs
+    a = k.node.attrs
+    out_str = contiguous_strides(k.node.shape)
+    k.fill(k.out, size_of(k.node.shape), scalar.constant(a["value"], x.dtype), x.dtype)
+    base = as_dim(sum((as_dim(lo * s) for lo, s in zip(a["lo"], out_str)), start=0))
+    emit_copy(k, k.ins[0], k.out, x.shape, contiguous_strides(x.shape),
+              [as_dim(s * (m + 1)) for s, m in zip(out_str, a["interior"])], x.dtype, dst_base=base)
+
+
+def _index(k: Kernel, idx_ptr: ir.Value, j: ir.Value, idx_dtype: str, size: ir.Value) -> ir.Value:
+    """Load an index, wrap a negative one, and jump to the kernel's failure exit if out of range."""
+    b = k.b
+    v = k.load(idx_ptr, j, idx_dtype)
+    if idx_dtype == "int32":
+        v = b.sext(v, I64)
+    v = b.select(b.icmp_signed("<", v, const_i64(0)), b.add(v, size), v)
+    bad = b.or_(b.icmp_signed("<", v, const_i64(0)), b.icmp_signed(">=", v, size))
+    ok = b.append_basic_block("idx.ok")
+    b.cbranch(bad, k.fail, ok)
+    b.position_at_end(ok)
+    return v
+
+
+def _lower_take(k: Kernel) -> None:
+    x, idx = k.node.inputs
+    axis = k.node.attrs["axis"]
+    b = k.b
+    outer, d = k.size(size_of(x.shape[:axis])), k.size(x.shape[axis])
+    inner, count = k.size(size_of(x.shape[axis + 1:])), k.size(size_of(idx.shape))
+    with for_range(b, outer, "o") as o:
+        with for_range(b, count, "t") as j:
+            v = _index(k, k.ins[1], j, idx.dtype, d)
+            src = b.mul(b.add(b.mul(o, d), v), inner)
+            dst = b.mul(b.add(b.mul(o, count), j), inner)
+            with for_range(b, inner, "c") as i:
+                k.store(k.load(k.ins[0], b.add(src, i), x.dtype), k.out, b.add(dst, i), x.dtype)
+
+
+def _lower_scatter_add(k: Kernel) -> None:
+    upd, idx = k.node.inputs
+    axis = k.node.attrs["axis"]
+    b = k.b
+    dt_ = k.node.dtype
+    k.fill(k.out, size_of(k.node.shape), scalar.constant(0, dt_), dt_)
+    outer, size = k.size(size_of(upd.shape[:axis])), k.size(k.node.attrs["size"])
+    count = k.size(size_of(idx.shape))
+    inner = k.size(size_of(upd.shape[axis + idx.ndim:]))
+    with for_range(b, outer, "o") as o:
+        with for_range(b, count, "t") as j:
+            v = _index(k, k.ins[1], j, idx.dtype, size)
+            dst = b.mul(b.add(b.mul(o, size), v), inner)
+            src = b.mul(b.add(b.mul(o, count), j), inner)
+            with for_range(b, inner, "c") as i:
+                cur = k.load(k.out, b.add(dst, i), dt_)
+                k.store(_combine(k, "sum", cur, k.load(k.ins[0], b.add(src, i), dt_), dt_), k.out, b.add(dst, i), dt_)
+
+
+# ----------------------------------------------------------------------------- softmax
+def _lower_softmax(k: Kernel) -> None:
+    node = k.node
+    (x,) = node.inputs
+    axis = node.attrs["axis"]
+    b = k.b
+    dt_ = node.dtype
+    ty = LLVM_TYPE[dt_]
+    outer = k.size(size_of(x.shape[:axis]))
+    n = k.size(x.shape[axis])
+    inner_dim = size_of(x.shape[axis + 1:])
+    inner = k.size(inner_dim)
+    exp = scalar.MATH_NAMES[Op.EXP]
+    from graphc.lower.mathlib import math_function
+    exp_fn = math_function(b.module, exp, ty)
+    log_fn = math_function(b.module, "log", ty)
+    log = node.op is Op.LOG_SOFTMAX
+    with for_range(b, outer, "o") as o:
+        with for_range(b, inner, "j") as j:
+            base = b.add(b.mul(b.mul(o, n), inner), j)
+            at = (lambda r: b.add(base, r)) if inner_dim == 1 else (lambda r: b.add(base, b.mul(r, inner)))
+            mx = k.alloca(ty, ir.Constant(ty, float("-inf")))
+            with for_range(b, n, "m") as r:
+                b.store(scalar.binary(b, Op.MAXIMUM, b.load(mx), k.load(k.ins[0], at(r), dt_), dt_), mx)
+            m = b.load(mx)
+            m = b.select(b.fcmp_ordered("==", m, ir.Constant(ty, float("-inf"))), ir.Constant(ty, 0.0), m)
+            total = k.alloca(ty, ir.Constant(ty, 0.0))
+            with for_range(b, n, "s") as r:
+                e = b.call(exp_fn, [b.fsub(k.load(k.ins[0], at(r), dt_), m)])
+                if not log:
+                    k.store(e, k.out, at(r), dt_)
+                b.store(b.fadd(b.load(total), e, flags=REDUCE_FLAGS), total)
+            if log:
+                shift = b.fadd(m, b.call(log_fn, [b.load(total)]))
+                with for_range(b, n, "w") as r:
+                    k.store(b.fsub(k.load(k.ins[0], at(r), dt_), shift), k.out, at(r), dt_)
+            else:
+                inv = b.fdiv(ir.Constant(ty, 1.0), b.load(total))
+                with for_range(b, n, "w") as r:
+                    k.store(b.fmul(k.load(k.out, at(r), dt_), inv), k.out, at(r), dt_)
+
+
+# ----------------------------------------------------------------------------- leaves
+def _splitmix(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    def c(v: int) -> ir.Constant:
+        return ir.Constant(I64, v - (1 << 64) if v >= 1 << 63 else v)
+    z = b.add(x, c(0x9E3779B97F4A7C15))
+    z = b.mul(b.xor(z, b.lshr(z, c(30))), c(0xBF58476D1CE4E5B9))
+    z = b.mul(b.xor(z, b.lshr(z, c(27))), c(0x94D049BB133111EB))
+    return b.xor(z, b.lshr(z, c(31)))
+
+
+def _lower_random(k: Kernel) -> None:
+    from graphc.ir.shapes import RNG_STEP
+    from graphc.lower.mathlib import math_function
+    node = k.node
+    a = node.attrs
+    b = k.b
+    n = k.size(size_of(node.shape))
+    key = _splitmix(b, b.xor(const_i64(a["seed"]), _splitmix(b, k.symbols[RNG_STEP])))
+    dt_ = node.dtype
+    with for_range(b, n, "r") as i:
+        if a["dist"] == "uniform":
+            bits = _splitmix(b, b.add(key, i))
+            if dt_ == "float32":
+                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(40)), F32), ir.Constant(F32, 2.0 ** -24))
+                v = b.fadd(ir.Constant(F32, a["a"]), b.fmul(ir.Constant(F32, a["b"] - a["a"]), u))
+            else:
+                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+                v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"] - a["a"]), u))
+        else:
+            two_i = b.mul(i, const_i64(2))
+            b1 = _splitmix(b, b.add(key, two_i))
+            b2 = _splitmix(b, b.add(key, b.add(two_i, const_i64(1))))
+            u1 = b.fmul(b.fadd(b.uitofp(b.lshr(b1, const_i64(11)), F64), ir.Constant(F64, 1.0)), ir.Constant(F64, 2.0 ** -53))
+            u2 = b.fmul(b.uitofp(b.lshr(b2, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+            log_u1 = b.call(math_function(b.module, "log", F64), [u1])
+            r = b.call(math_function(b.module, "sqrt", F64), [b.fmul(ir.Constant(F64, -2.0), log_u1)])
+            cos = b.call(math_function(b.module, "cos", F64), [b.fmul(ir.Constant(F64, 6.283185307179586), u2)])
+            v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"]), b.fmul(r, cos)))
+            if dt_ == "float32":
+                v = b.fptrunc(v, F32)
+        k.store(v, k.out, i, dt_)
+
+
+def _lower_dim(k: Kernel) -> None:
+    k.store(k.size(k.node.attrs["expr"]), k.out, const_i64(0), "int64")
+
+
+LOWER: dict[Op, Callable[[Kernel], None]] = {
+    **{op: _lower_elementwise for op in ELEMENTWISE},
+    Op.FUSED: _lower_fused,
+    Op.SUM: _lower_reduce("sum"),
+    Op.PROD: _lower_reduce("prod"),
+    Op.MAX: _lower_reduce("max"),
+    Op.MIN: _lower_reduce("min"),
+    Op.ARGMAX: _lower_arg_reduce,
+    Op.ARGMIN: _lower_arg_reduce,
+    Op.MATMUL: _lower_matmul,
+    Op.TRANSPOSE: _lower_transpose,
+    Op.BROADCAST: _lower_broadcast,
+    Op.SLICE: _lower_slice,
+    Op.CONCAT: _lower_concat,
+    Op.PAD: _lower_pad,
+    Op.TAKE: _lower_take,
+    Op.SCATTER_ADD: _lower_scatter_add,
+    Op.SOFTMAX: _lower_softmax,
+    Op.LOG_SOFTMAX: _lower_softmax,
+    Op.RANDOM: _lower_random,
+    Op.DIM: _lower_dim,
+}
+
+# Ops with no kernel of their own, and why.
+NOT_LOWERED: dict[Op, str] = {
+    Op.PLACEHOLDER: "an argument of the entry function",
+    Op.SHARED: "an argument of the entry function",
+    Op.CONSTANT: "an argument of the entry function",
+    Op.RESHAPE: "a view: aliases its input's buffer",
+}
+
+
+# ----------------------------------------------------------------------------- the module
+def _lower_copy(k: Kernel) -> None:
+    src = k.step.ins[0]
+    k_dtype = src.dtype
+    n = size_of(k.step.out.shape)
+    with for_range(k.b, k.size(n), "c") as i:
+        k.store(k.load(k.ins[0], i, k_dtype), k.out, i, k_dtype)
+
+
+def _workspace_layout(b: ir.IRBuilder, size: SizeEmitter, slots: list[Dim]) -> tuple[list[ir.Value], ir.Value]:
+    offsets = []
+    total = const_i64(0)
+    for nbytes in slots:
+        offsets.append(total)
+        aligned = b.mul(b.sdiv(b.add(size(nbytes), const_i64(WORKSPACE_ALIGN - 1)), const_i64(WORKSPACE_ALIGN)),
+                        const_i64(WORKSPACE_ALIGN))
+        total = b.add(total, aligned)
+    return offsets, total
+
+
+def emit_module(program: Program, name: str) -> str:
+    """The LLVM IR text of the program's kernels and its entry functions."""
+    module = ir.Module(name=name)
+    syms_t = I64.as_pointer()
+    # workspace size
+    ws_fn = ir.Function(module, ir.FunctionType(I64, [syms_t]), f"{name}_workspace_size")
+    b = ir.IRBuilder(ws_fn.append_basic_block("entry"))
+    symvals = {s: b.load(gep(b, ws_fn.args[0], const_i64(i))) for i, s in enumerate(program.symbols)}
+    _, total = _workspace_layout(b, SizeEmitter(b, symvals), program.slots)
+    b.ret(total)
+
+    # kernels
+    kernels = []
+    for i, step in enumerate(program.steps):
+        k = Kernel(module, f"{name}_k{i}", step, program.symbols)
+        if step.kind == "copy":
+            _lower_copy(k)
+        else:
+            emitter = LOWER.get(step.node.op)
+            if emitter is None:
+                raise CompileError(f"no native lowering for {step.node.op.value}")
+            emitter(k)
+        k.b.ret(ir.Constant(I32, 0))
+        kernels.append(k.fn)
+
+    # entry
+    run = ir.Function(module, ir.FunctionType(I32, [I8P.as_pointer(), syms_t, I8P]), f"{name}_run")
+    args, syms, ws = run.args
+    b = ir.IRBuilder(run.append_basic_block("entry"))
+    symvals = {s: b.load(gep(b, syms, const_i64(i))) for i, s in enumerate(program.symbols)}
+    offsets, _ = _workspace_layout(b, SizeEmitter(b, symvals), program.slots)
+    base_index = {"input": 0, "shared": len(program.inputs)}
+    base_index["const"] = base_index["shared"] + len(program.shared)
+    base_index["output"] = base_index["const"] + len(program.consts)
+
+    def pointer(buf: Buffer) -> ir.Value:
+        root = buf.root()
+        if root.kind == "workspace":
+            return gep(b, ws, offsets[root.slot])
+        return b.load(gep(b, args, const_i64(base_index[root.kind] + root.index)))
+
+    for i, (step, fn) in enumerate(zip(program.steps, kernels)):
+        status = b.call(fn, [pointer(step.out)] + [pointer(x) for x in step.ins] + [syms])
+        ok = run.append_basic_block(f"ok{i}")
+        fail = run.append_basic_block(f"fail{i}")
+        b.cbranch(b.icmp_signed("==", status, ir.Constant(I32, 0)), ok, fail)
+        with b.goto_block(fail):
+            b.ret(status)
+        b.position_at_end(ok)
+    b.ret(ir.Constant(I32, 0))
+    return str(module)

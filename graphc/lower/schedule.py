@@ -1,0 +1,164 @@
+"""Scheduling: an optimised graph becomes a Program, kernels in order plus a buffer plan.
+
+Every value lives in a buffer. Inputs, shared variables, constants and outputs are buffers
+the caller passes in; intermediates live in one workspace, where buffers whose lifetimes do
+not overlap share a slot (a slot is reused only by a buffer of the same symbolic size).
+A reshape is a view: it aliases its input's buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import sympy
+
+from graphc.ir.graph import toposort
+from graphc.ir.node import Node
+from graphc.ir.ops import Op
+from graphc.ir.shapes import RNG_STEP, Dim, size_of
+
+ITEMSIZE = {"bool": 1, "int32": 4, "int64": 8, "float32": 4, "float64": 8}
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Where one value lives. ``kind`` is input/shared/const/output (an argument of the
+    entry function, at ``index`` among its kind) or workspace (at ``slot``)."""
+
+    kind: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    index: int = -1
+    slot: int = -1
+    alias_of: Optional["Buffer"] = None
+
+    @property
+    def nbytes(self) -> Dim:
+        return size_of(self.shape) * ITEMSIZE[self.dtype]
+
+    def root(self) -> "Buffer":
+        return self.alias_of.root() if self.alias_of is not None else self
+
+
+@dataclass(eq=False)
+class Step:
+    """One kernel: compute ``node`` into ``out`` from ``ins`` (or copy, for kind "copy")."""
+
+    node: Optional[Node]
+    out: Buffer
+    ins: list[Buffer]
+    kind: str = "node"  # "node" or "copy"
+
+
+@dataclass
+class Program:
+    """Kernels in order and the buffer plan; the input to code emission."""
+
+    steps: list[Step]
+    inputs: list[Buffer]
+    shared: list[Buffer]
+    consts: list[tuple[Buffer, np.ndarray]]
+    outputs: list[Buffer]
+    slots: list[Dim]  # byte size of each workspace slot
+    symbols: list[sympy.Symbol]
+    buffers: dict[int, Buffer] = field(default_factory=dict)  # id(node) -> buffer
+
+
+def _symbols(nodes: list[Node]) -> list[sympy.Symbol]:
+    syms: set = {RNG_STEP}
+    for n in nodes:
+        for d in n.shape:
+            if isinstance(d, sympy.Expr):
+                syms |= d.free_symbols
+        for v in n.attrs.values():
+            if isinstance(v, sympy.Expr):
+                syms |= v.free_symbols
+            elif isinstance(v, tuple):
+                for d in v:
+                    if isinstance(d, sympy.Expr):
+                        syms |= d.free_symbols
+    return sorted(syms, key=lambda s: s.name)
+
+
+def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user_outputs: int,
+             update_targets: list[Node]) -> Program:
+    """Plan the kernels and buffers computing ``outputs``; the outputs after the first
+    ``n_user_outputs`` are new values for ``update_targets`` (written back in place, after
+    everything else has read the old values)."""
+    order = toposort(outputs)
+    buffers: dict[int, Buffer] = {}
+    in_bufs = [Buffer("input", x.dtype, x.shape, index=i) for i, x in enumerate(inputs)]
+    sh_bufs = [Buffer("shared", x.dtype, x.shape, index=i) for i, x in enumerate(shared)]
+    for x, b in zip(inputs, in_bufs):
+        buffers[id(x)] = b
+    for x, b in zip(shared, sh_bufs):
+        buffers[id(x)] = b
+    user_outs = outputs[:n_user_outputs]
+    out_bufs = [Buffer("output", o.dtype, o.shape, index=i) for i, o in enumerate(user_outs)]
+    direct: dict[int, Buffer] = {}
+    for o, b in zip(user_outs, out_bufs):
+        if o.op not in (Op.PLACEHOLDER, Op.SHARED, Op.CONSTANT, Op.RESHAPE) and id(o) not in direct:
+            direct[id(o)] = b
+
+    consts: list[tuple[Buffer, np.ndarray]] = []
+    steps: list[Step] = []
+    for node in order:
+        if id(node) in buffers:
+            continue
+        if node.op is Op.CONSTANT:
+            b = Buffer("const", node.dtype, node.shape, index=len(consts))
+            consts.append((b, node.attrs["value"].array))
+        elif node.op is Op.RESHAPE:
+            src = buffers[id(node.inputs[0])]
+            b = Buffer(src.root().kind, node.dtype, node.shape, index=src.root().index, alias_of=src)
+        else:
+            b = direct.get(id(node)) or Buffer("workspace", node.dtype, node.shape)
+            steps.append(Step(node, b, [buffers[id(i)] for i in node.inputs]))
+        buffers[id(node)] = b
+
+    # Outputs not computed straight into their argument, then updates: copies at the end.
+    tail: list[Step] = []
+    for o, b in zip(user_outs, out_bufs):
+        if direct.get(id(o)) is not b:
+            tail.append(Step(None, b, [buffers[id(o)]], kind="copy"))
+    for target, value in zip(update_targets, outputs[n_user_outputs:]):
+        src = buffers[id(value)]
+        dst = buffers[id(target)]
+        if src.root() is dst:
+            continue
+        if src.root().kind != "workspace":
+            # Snapshot before any update is written: the source may itself be updated.
+            tmp = Buffer("workspace", value.dtype, value.shape)
+            steps.append(Step(None, tmp, [src], kind="copy"))
+            src = tmp
+        tail.append(Step(None, dst, [src], kind="copy"))
+    steps.extend(tail)
+    slots = _assign_slots(steps)
+    return Program(steps, in_bufs, sh_bufs, consts, out_bufs, slots, _symbols(order), buffers)
+
+
+def _assign_slots(steps: list[Step]) -> list[Dim]:
+    """Give each workspace buffer a slot; a slot is reused after its last reader ran."""
+    last_use: dict[int, int] = {}
+    tail_start = next((i for i, s in enumerate(steps) if s.kind == "copy" and s.out.kind != "workspace"), len(steps))
+    for i, step in enumerate(steps):
+        for b in step.ins:
+            last_use[id(b.root())] = i
+    slots: list[Dim] = []
+    free: dict[object, list[int]] = {}
+    for i, step in enumerate(steps):
+        out = step.out
+        if out.kind == "workspace" and out.alias_of is None and out.slot < 0:
+            key = out.nbytes
+            pool = free.get(key)
+            if pool:
+                out.slot = pool.pop()
+            else:
+                out.slot = len(slots)
+                slots.append(key)
+        for b in {id(x.root()): x.root() for x in step.ins}.values():
+            # Values read by the final copies stay live to the end.
+            if b.kind == "workspace" and last_use.get(id(b)) == i and i < tail_start and b is not out:
+                free.setdefault(b.nbytes, []).append(b.slot)
+    return slots

@@ -225,6 +225,7 @@ def test_config_and_session():
         assert K.variable(1.0).dtype == "float64" and K.placeholder((2,)).dtype == "float64"
     finally:
         K.set_floatx("float32")
+    K.clear_session()  # uids are per session: earlier tests may have taken some
     assert K.get_uid("dense") == 1 and K.get_uid("dense") == 2
     K.set_learning_phase(1)
     assert K.learning_phase() == 1

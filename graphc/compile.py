@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import sympy
 
+from graphc import env
 from graphc.errors import DTypeError, InputError, ShapeError
 from graphc.frontend import ops
 from graphc.frontend.variables import storage
@@ -13,6 +14,7 @@ from graphc.interp import evaluate_nodes
 from graphc.ir.graph import Graph, toposort
 from graphc.ir.infer import broadcast_shapes
 from graphc.ir.node import Node
+from graphc.ir.printer import debugprint
 from graphc.ir.ops import ELEMENTWISE, Op
 from graphc.ir.shapes import RNG_STEP, dims_equal, evaluate, format_shape, size_of
 from graphc.options import CompileOptions
@@ -105,8 +107,11 @@ class Function:
         all_outs = outs + [v for _, v in self.updates]
         self._n_outputs = len(outs)
         self._check_inputs_known(all_outs)
-        optimized = optimize(all_outs, self.options.opt_level)
+        with env.stage_timer(name, "optimize"):
+            optimized = optimize(all_outs, self.options.opt_level)
         self.graph = Graph(tuple(self.inputs), tuple(optimized))
+        env.dump(name, "graph.txt", debugprint(all_outs, file=False) + "\n\noptimised:\n"
+                 + debugprint(optimized, file=False))
         nodes = self.graph.nodes()
         self.shared = [n for n in nodes if n.op is Op.SHARED]
         self._bind = [(k, j, d) for k, x in enumerate(self.inputs) for j, d in enumerate(x.shape)]
@@ -116,9 +121,14 @@ class Function:
         self._native = None
         if mode == "native":
             from graphc.lower.executable import NativeExecutable
-            self._native = NativeExecutable(self.graph, self.inputs, self.shared,
-                                            [t for t, _ in self.updates], self.options, name)
+            options = self.options
+            if options.cache_dir is None and env.default_cache_dir():
+                options = options.replace(cache_dir=env.default_cache_dir())
+            with env.stage_timer(name, "lower+compile"):
+                self._native = NativeExecutable(self.graph, self.inputs, self.shared,
+                                                [t for t, _ in self.updates], options, name)
             self.llvm_ir = self._native.llvm_ir
+            env.dump(name, "ll", self.llvm_ir)
 
     def _check_inputs_known(self, outs: list[Node]) -> None:
         given = set(map(id, self.inputs))

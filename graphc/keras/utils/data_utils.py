@@ -34,7 +34,8 @@ class ChecksumError(GraphcError, ValueError):
 
 def graphc_home() -> str:
     """graphc's data directory: ``$GRAPHC_HOME`` if set, else ``~/.graphc``."""
-    return os.path.expanduser(os.environ.get("GRAPHC_HOME") or os.path.join("~", ".graphc"))
+    from graphc.env import graphc_home as _home
+    return _home()
 
 
 def _hash_algorithm(file_hash: str, algorithm: str) -> str:

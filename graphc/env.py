@@ -1,0 +1,46 @@
+"""The one reader of the environment. Nothing else in graphc looks at environment variables.
+
+- ``GRAPHC_HOME``: where datasets are cached (default ``~/.graphc``).
+- ``GRAPHC_CACHE_DIR``: default disk cache for compiled code (unset: no disk cache).
+- ``GRAPHC_DUMP_DIR``: write every compiled function's stages (graph before/after
+  optimisation, LLVM IR) into this folder, for debugging.
+- ``GRAPHC_TIMINGS=1``: print how long each compile stage took.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def graphc_home() -> str:
+    """The folder for downloaded data sets."""
+    return os.path.expanduser(os.environ.get("GRAPHC_HOME") or os.path.join("~", ".graphc"))
+
+
+def default_cache_dir() -> str | None:
+    """The disk cache for compiled code, if one is configured."""
+    return os.environ.get("GRAPHC_CACHE_DIR") or None
+
+
+def dump(name: str, stage: str, text: str) -> None:
+    """Write one stage of a compiled function to ``$GRAPHC_DUMP_DIR/<name>.<stage>`` if set."""
+    folder = os.environ.get("GRAPHC_DUMP_DIR")
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{name}.{stage}"), "w") as f:
+        f.write(text)
+
+
+@contextmanager
+def stage_timer(name: str, stage: str) -> Iterator[None]:
+    """Print the duration of a compile stage when ``GRAPHC_TIMINGS`` is set."""
+    if not os.environ.get("GRAPHC_TIMINGS"):
+        yield
+        return
+    t0 = time.perf_counter()
+    yield
+    print(f"[graphc] {name}: {stage} {1e3 * (time.perf_counter() - t0):.1f} ms", file=sys.stderr)

@@ -1,0 +1,594 @@
+"""NVVM IR for CUDA: a Program becomes one nvptx64 module (kernels) plus a launch list.
+
+    emit_nvvm(program, name)        -> NvvmModule   LLVM IR text + launches, in step order
+    compile_ptx(llvm_ir, arch)      -> str          PTX for ``arch`` (sm_80, sm_90, ...)
+
+Every kernel has the signature::
+
+    void <name>_k<i>[_<part>](i8* out, i8* in..., i64 sym0, i64 sym1, ..., i32* err)
+
+(generic pointers to device memory; the symbolic sizes of the Program by value; ``err`` is a
+device word a kernel sets to a nonzero code, e.g. 1 for an index out of range). Kernels use
+the ``ptx_kernel`` calling convention, thread/block indices from ``llvm.nvvm.read.ptx.sreg.*``,
+shared memory in address space 3 and ``llvm.nvvm.barrier0``. Math is the IR polynomials of
+graphc/lower/mathlib.py (no libdevice, no libm).
+
+Kernel kinds (``GPU_LOWER``): elementwise/FUSED (grid-stride, one thread per element,
+broadcasting by strides), reductions and FUSED-with-reduction (one block per output element,
+shared-memory tree reduction), softmax/log-softmax (one block per row), matmul (16x16 tiles
+through shared memory, batch on grid z), copies/transposes/broadcast/slice/concat/pad
+(grid-stride). Ops without a parallel kernel (argmax/argmin, take, scatter_add, random, dim)
+run the CPU emitter of graphc/lower/cpu.py in a single GPU thread ("serial" launches):
+correct, slow. Each launch says how its grid is derived from the symbolic sizes at run time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import sympy
+from llvmlite import ir
+
+from graphc.errors import CompileError
+from graphc.ir.infer import broadcast_shapes
+from graphc.ir.ops import ELEMENTWISE, Op
+from graphc.ir.shapes import Dim, as_dim, size_of
+from graphc.lower import cpu, scalar
+from graphc.lower.irutil import I8, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, SizeEmitter, const_i64, gep
+from graphc.lower.loops import broadcast_strides, collapse, contiguous_strides
+from graphc.lower.schedule import Buffer, Program, Step
+
+TRIPLE = "nvptx64-nvidia-cuda"
+DATA_LAYOUT = "e-p3:32:32-p4:32:32-p5:32:32-i64:64-i128:128-v16:16-v32:32-n16:32:64"
+BLOCK = 256  # threads per block of 1-D kernels (a power of two: the tree reduction needs it)
+TILE = 16  # matmul tile edge (blocks of TILE x TILE threads)
+MAX_BLOCKS = 65535
+ERR_INDEX = cpu.ERR_INDEX
+SHARED_AS = 3
+
+
+@dataclass
+class Launch:
+    """One kernel launch. ``grid`` is how the grid follows from the sizes at run time:
+
+    - ("stride", work): 1-D grid-stride kernel over ``work`` items, BLOCK threads a block;
+    - ("rows", rows): one BLOCK-thread block per row (block-stride loop past MAX_BLOCKS);
+    - ("tiles", m, n, batch): matmul, (ceil(n/TILE), ceil(m/TILE), batch) blocks of TILE x TILE;
+    - ("serial",): one thread.
+    """
+
+    kernel: str
+    out: Buffer
+    ins: list[Buffer]
+    grid: tuple
+    step: int
+
+
+@dataclass
+class NvvmModule:
+    llvm_ir: str
+    launches: list[Launch]
+    symbols: list[sympy.Symbol]
+    kinds: dict[str, str] = field(default_factory=dict)  # kernel name -> kind (for tests/docs)
+
+
+def launch_dims(grid: tuple, env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(grid, block) of a launch once the symbols in ``env`` are bound."""
+    from graphc.ir.shapes import evaluate
+    kind = grid[0]
+    if kind == "serial":
+        return (1, 1, 1), (1, 1, 1)
+    if kind == "tiles":
+        m, n, batch = (max(evaluate(d, env), 0) for d in grid[1:])
+        return (max(1, -(-n // TILE)), max(1, -(-m // TILE)), max(1, batch)), (TILE, TILE, 1)
+    work = max(evaluate(grid[1], env), 0)
+    if kind == "stride":
+        blocks = -(-work // BLOCK)
+    else:
+        blocks = work
+    return (max(1, min(blocks, MAX_BLOCKS)), 1, 1), (BLOCK, 1, 1)
+
+
+# ----------------------------------------------------------------------------- kernels
+class GpuKernel:
+    """The GPU counterpart of cpu.Kernel (same attributes, so CPU emitters run unchanged in
+    a single thread): builder, typed pointers, symbolic sizes, a failure exit."""
+
+    def __init__(self, module: ir.Module, name: str, step: Step, symbols: list[sympy.Symbol]):
+        n_ptrs = 1 + len(step.ins)
+        fnty = ir.FunctionType(ir.VoidType(), [I8P] * n_ptrs + [I64] * len(symbols) + [I32.as_pointer()])
+        self.fn = ir.Function(module, fnty, name)
+        self.fn.calling_convention = "ptx_kernel"
+        for arg in self.fn.args[:n_ptrs]:
+            arg.add_attribute("noalias")
+        self.name = name
+        self.module = module
+        entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(entry)
+        self.step = step
+        self.node = step.node
+        self.symbols = {s: self.fn.args[n_ptrs + i] for i, s in enumerate(symbols)}
+        self.size = SizeEmitter(self.b, self.symbols)
+        self.out = self.typed(self.fn.args[0], step.out.dtype)
+        self.ins = [self.typed(a, buf.dtype) for a, buf in zip(self.fn.args[1:n_ptrs], step.ins)]
+        err = self.fn.args[-1]
+        self.fail = self.fn.append_basic_block("fail")
+        with self.b.goto_block(self.fail):
+            self.b.store(ir.Constant(I32, ERR_INDEX), err)
+            self.b.ret_void()
+        self._smem = 0
+
+    # the cpu.Kernel interface
+    def typed(self, ptr: ir.Value, dtype: str) -> ir.Value:
+        return self.b.bitcast(ptr, MEM_TYPE[dtype].as_pointer())
+
+    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
+        with self.b.goto_entry_block():
+            self.b.position_at_start(self.fn.entry_basic_block)
+            slot = self.b.alloca(ty)
+        self.b.store(init, slot)
+        return slot
+
+    def load(self, ptr: ir.Value, offset: ir.Value, dtype: str) -> ir.Value:
+        return scalar.load_value(self.b, gep(self.b, ptr, offset), dtype)
+
+    def store(self, value: ir.Value, ptr: ir.Value, offset: ir.Value, dtype: str) -> None:
+        scalar.store_value(self.b, value, gep(self.b, ptr, offset), dtype)
+
+    def fill(self, ptr: ir.Value, count: Dim, value: ir.Value, dtype: str) -> None:
+        with cpu.for_range(self.b, self.size(count), "fill") as i:
+            self.store(value, ptr, i, dtype)
+
+    # GPU helpers
+    def sreg(self, name: str) -> ir.Value:
+        fn = self.module.globals.get(f"llvm.nvvm.read.ptx.sreg.{name}")
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I32, []), f"llvm.nvvm.read.ptx.sreg.{name}")
+        return self.b.zext(self.b.call(fn, []), I64)
+
+    def barrier(self) -> None:
+        fn = self.module.globals.get("llvm.nvvm.barrier0")
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), []), "llvm.nvvm.barrier0")
+        self.b.call(fn, [])
+
+    def shared_array(self, ty: ir.Type, count: int) -> ir.Value:
+        """A block-shared array of ``count`` ``ty``; returns a generic ``ty*`` to its start."""
+        g = ir.GlobalVariable(self.module, ir.ArrayType(ty, count), f"{self.name}_smem{self._smem}",
+                              addrspace=SHARED_AS)
+        self._smem += 1
+        g.linkage = "internal"
+        g.initializer = ir.Constant(ir.ArrayType(ty, count), ir.Undefined)
+        g.align = 16
+        p = self.b.gep(g, [const_i64(0), const_i64(0)], inbounds=True)
+        return self.b.addrspacecast(p, ty.as_pointer())
+
+    def strided_loop(self, start: ir.Value, count: ir.Value, step: ir.Value, name: str):
+        """``for (i = start; i < count; i += step)`` as a context manager yielding ``i``."""
+        return _strided_loop(self.b, start, count, step, name)
+
+
+class _strided_loop:
+    def __init__(self, b: ir.IRBuilder, start: ir.Value, count: ir.Value, step: ir.Value, name: str):
+        self.b, self.start, self.count, self.stepv, self.name = b, start, count, step, name
+
+    def __enter__(self) -> ir.Value:
+        b = self.b
+        pre = b.block
+        self.header = b.append_basic_block(f"{self.name}.head")
+        body = b.append_basic_block(f"{self.name}.body")
+        self.end = b.append_basic_block(f"{self.name}.end")
+        b.branch(self.header)
+        b.position_at_end(self.header)
+        self.i = b.phi(I64, name=self.name)
+        self.i.add_incoming(self.start, pre)
+        b.cbranch(b.icmp_signed("<", self.i, self.count), body, self.end)
+        b.position_at_end(body)
+        return self.i
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            return
+        b = self.b
+        nxt = b.add(self.i, self.stepv, name=f"{self.name}.next")
+        self.i.add_incoming(nxt, b.block)
+        b.branch(self.header)
+        b.position_at_end(self.end)
+
+
+def _grid_stride(k: GpuKernel, total: ir.Value, name: str = "g"):
+    b = k.b
+    start = b.add(b.mul(k.sreg("ctaid.x"), k.sreg("ntid.x")), k.sreg("tid.x"))
+    step = b.mul(k.sreg("nctaid.x"), k.sreg("ntid.x"))
+    return k.strided_loop(start, total, step, name)
+
+
+def _offsets(k: GpuKernel, index: ir.Value, dims: list[ir.Value], steps: list[list[ir.Value]],
+             base: list[ir.Value]) -> list[ir.Value]:
+    """Element offsets of every operand at linear (row-major) ``index`` over ``dims``."""
+    b = k.b
+    offs = list(base)
+    rem = index
+    for a in reversed(range(len(dims))):
+        if a == 0:
+            idx = rem
+        else:
+            idx = b.urem(rem, dims[a])
+            rem = b.udiv(rem, dims[a])
+        for j, st in enumerate(steps):
+            if not (isinstance(st[a], ir.Constant) and st[a].constant == 0):
+                offs[j] = b.add(offs[j], b.mul(idx, st[a]))
+    return offs
+
+
+def _nest(k: GpuKernel, dims, strides) -> tuple[list[ir.Value], list[list[ir.Value]]]:
+    dims, strides = collapse(dims, strides)
+    return [k.size(d) for d in dims], [[k.size(s[a]) for a in range(len(dims))] for s in strides]
+
+
+# ----------------------------------------------------------------------------- emitters
+class Ctx:
+    """What a GPU emitter works with: the module, the program's symbols, the launch list."""
+
+    def __init__(self, module: ir.Module, name: str, symbols: list[sympy.Symbol]):
+        self.module = module
+        self.name = name
+        self.symbols = symbols
+        self.launches: list[Launch] = []
+        self.kinds: dict[str, str] = {}
+
+    def kernel(self, index: int, step: Step, part: str, grid: tuple, kind: str) -> GpuKernel:
+        name = f"{self.name}_k{index}" + (f"_{part}" if part else "")
+        k = GpuKernel(self.module, name, step, self.symbols)
+        self.launches.append(Launch(name, step.out, list(step.ins), grid, index))
+        self.kinds[name] = kind
+        return k
+
+
+def _finish(k: GpuKernel) -> None:
+    k.b.ret_void()
+
+
+def _pointwise(ctx: Ctx, i: int, step: Step, expr: tuple) -> None:
+    node = step.node
+    full = broadcast_shapes(node.op, node.inputs) if node.inputs else ()
+    total = size_of(full)
+    k = ctx.kernel(i, step, "", ("stride", total), "elementwise")
+    strides = [broadcast_strides(x.shape, full) for x in node.inputs] + [contiguous_strides(full)]
+    dims, steps = _nest(k, full, strides)
+    dtypes = [x.dtype for x in node.inputs]
+    with _grid_stride(k, k.size(total)) as idx:
+        offs = _offsets(k, idx, dims, steps, [const_i64(0)] * len(steps))
+        args = [k.load(p, o, dt) for p, o, dt in zip(k.ins, offs, dtypes)]
+        value, _ = cpu._expr_value(k, expr, args, dtypes)
+        k.store(value, k.out, offs[-1], node.dtype)
+    _finish(k)
+
+
+def _copy_loop(k: GpuKernel, src, dst, dims, src_strides, dst_strides, dtype, src_base: Dim = 0,
+               dst_base: Dim = 0) -> None:
+    total = size_of(dims)
+    d, steps = _nest(k, list(dims), [list(src_strides), list(dst_strides)])
+    with _grid_stride(k, k.size(total), "c") as idx:
+        offs = _offsets(k, idx, d, steps, [k.size(src_base), k.size(dst_base)])
+        k.store(k.load(src, offs[0], dtype), dst, offs[1], dtype)
+
+
+def _lower_elementwise(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    _pointwise(ctx, i, step, ("op", node.op, tuple(("in", j) for j in range(len(node.inputs))), node.dtype))
+
+
+def _block_reduce(k: GpuKernel, value: ir.Value, kind: str, dtype: str) -> ir.Value:
+    """Combine ``value`` over the BLOCK threads of a block; every thread gets the result."""
+    b = k.b
+    ty = LLVM_TYPE[dtype]
+    smem = k.shared_array(ty, BLOCK)
+    tid = k.sreg("tid.x")
+    b.store(value, gep(b, smem, tid))
+    k.barrier()
+    s = BLOCK // 2
+    while s >= 1:
+        with b.if_then(b.icmp_unsigned("<", tid, const_i64(s))):
+            mine = b.load(gep(b, smem, tid))
+            other = b.load(gep(b, smem, b.add(tid, const_i64(s))))
+            b.store(cpu._combine(k, kind, mine, other, dtype), gep(b, smem, tid))
+        k.barrier()
+        s //= 2
+    result = b.load(smem)
+    k.barrier()  # the array may be reused by the next row
+    return result
+
+
+def _reduction(ctx: Ctx, i: int, step: Step, expr: tuple, axes, kind: str) -> None:
+    node = step.node
+    full = broadcast_shapes(node.op, node.inputs) if node.op is Op.FUSED else node.inputs[0].shape
+    axes = set(a % len(full) for a in axes) if full else set()
+    kept = [a for a in range(len(full)) if a not in axes]
+    red = [a for a in range(len(full)) if a in axes]
+    in_strides = [broadcast_strides(x.shape, full) for x in node.inputs]
+    rows = size_of([full[a] for a in kept])
+    k = ctx.kernel(i, step, "", ("rows", rows), "reduction")
+    b = k.b
+    kd, ks = _nest(k, [full[a] for a in kept], [[s[a] for a in kept] for s in in_strides])
+    rd, rs = _nest(k, [full[a] for a in red], [[s[a] for a in red] for s in in_strides])
+    dtypes = [x.dtype for x in node.inputs]
+    ty = LLVM_TYPE[node.dtype]
+    acc = k.alloca(ty, cpu._identity(kind, node.dtype))
+    tid, ntid = k.sreg("tid.x"), k.sreg("ntid.x")
+    with k.strided_loop(k.sreg("ctaid.x"), k.size(rows), k.sreg("nctaid.x"), "row") as row:
+        base = _offsets(k, row, kd, ks, [const_i64(0)] * len(ks))
+        b.store(cpu._identity(kind, node.dtype), acc)
+        with k.strided_loop(tid, k.size(size_of([full[a] for a in red])), ntid, "r") as r:
+            offs = _offsets(k, r, rd, rs, base)
+            args = [k.load(p, o, dt) for p, o, dt in zip(k.ins, offs, dtypes)]
+            value, _ = cpu._expr_value(k, expr, args, dtypes)
+            b.store(cpu._combine(k, kind, b.load(acc), value, node.dtype), acc)
+        total = _block_reduce(k, b.load(acc), kind, node.dtype)
+        with b.if_then(b.icmp_unsigned("==", tid, const_i64(0))):
+            k.store(total, k.out, row, node.dtype)
+    _finish(k)
+
+
+def _lower_fused(ctx: Ctx, i: int, step: Step) -> None:
+    a = step.node.attrs
+    if a["reduce_axes"] is None:
+        _pointwise(ctx, i, step, a["expr"])
+    elif step.node.dtype == "bool":
+        _serial(ctx, i, step)
+    else:
+        _reduction(ctx, i, step, a["expr"], a["reduce_axes"], "sum")
+
+
+def _lower_reduce(kind: str):
+    def lower(ctx: Ctx, i: int, step: Step) -> None:
+        if step.node.dtype == "bool":
+            return _serial(ctx, i, step)
+        _reduction(ctx, i, step, ("in", 0), step.node.attrs["axes"], kind)
+    return lower
+
+
+def _lower_softmax(ctx: Ctx, i: int, step: Step) -> None:
+    from graphc.lower.mathlib import math_function
+    node = step.node
+    (x,) = node.inputs
+    axis = node.attrs["axis"] % len(x.shape)
+    dt_ = node.dtype
+    ty = LLVM_TYPE[dt_]
+    rows = as_dim(size_of(x.shape[:axis]) * size_of(x.shape[axis + 1:]))
+    k = ctx.kernel(i, step, "", ("rows", rows), "softmax")
+    b = k.b
+    n = k.size(x.shape[axis])
+    inner = k.size(size_of(x.shape[axis + 1:]))
+    exp_fn = math_function(b.module, scalar.MATH_NAMES[Op.EXP], ty)
+    log_fn = math_function(b.module, "log", ty)
+    log = node.op is Op.LOG_SOFTMAX
+    tid, ntid = k.sreg("tid.x"), k.sreg("ntid.x")
+    acc = k.alloca(ty, ir.Constant(ty, 0.0))
+    with k.strided_loop(k.sreg("ctaid.x"), k.size(rows), k.sreg("nctaid.x"), "row") as row:
+        o = b.udiv(row, inner)
+        j = b.urem(row, inner)
+        base = b.add(b.mul(b.mul(o, n), inner), j)
+
+        def at(r):
+            return b.add(base, b.mul(r, inner))
+        b.store(ir.Constant(ty, float("-inf")), acc)
+        with k.strided_loop(tid, n, ntid, "m") as r:
+            b.store(scalar.binary(b, Op.MAXIMUM, b.load(acc), k.load(k.ins[0], at(r), dt_), dt_), acc)
+        m = _block_reduce(k, b.load(acc), "max", dt_)
+        m = b.select(b.fcmp_ordered("==", m, ir.Constant(ty, float("-inf"))), ir.Constant(ty, 0.0), m)
+        b.store(ir.Constant(ty, 0.0), acc)
+        with k.strided_loop(tid, n, ntid, "s") as r:
+            e = b.call(exp_fn, [b.fsub(k.load(k.ins[0], at(r), dt_), m)])
+            b.store(b.fadd(b.load(acc), e), acc)
+        total = _block_reduce(k, b.load(acc), "sum", dt_)
+        if log:
+            shift = b.fadd(m, b.call(log_fn, [total]))
+            with k.strided_loop(tid, n, ntid, "w") as r:
+                k.store(b.fsub(k.load(k.ins[0], at(r), dt_), shift), k.out, at(r), dt_)
+        else:
+            inv = b.fdiv(ir.Constant(ty, 1.0), total)
+            with k.strided_loop(tid, n, ntid, "w") as r:
+                e = b.call(exp_fn, [b.fsub(k.load(k.ins[0], at(r), dt_), m)])
+                k.store(b.fmul(e, inv), k.out, at(r), dt_)
+    _finish(k)
+
+
+def _lower_matmul(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    if node.dtype == "bool":
+        return _serial(ctx, i, step)
+    a, bb = node.inputs
+    m, kk, n = a.shape[-2], a.shape[-1], bb.shape[-1]
+    batch = list(node.shape[:-2])
+    k = ctx.kernel(i, step, "", ("tiles", m, n, size_of(batch)), "matmul")
+    b = k.b
+    ty = LLVM_TYPE[node.dtype]
+    fl = node.dtype.startswith("float")
+    zero = scalar.constant(0, node.dtype)
+    scale = lambda s, f: [as_dim(x * f) for x in s]  # noqa: E731
+    strides = [scale(broadcast_strides(a.shape[:-2], batch), as_dim(m * kk)),
+               scale(broadcast_strides(bb.shape[:-2], batch), as_dim(kk * n)),
+               scale(contiguous_strides(batch), as_dim(m * n))]
+    bd, bs = _nest(k, batch, strides)
+    pa, pb, pc = _offsets(k, k.sreg("ctaid.z"), bd, bs, [const_i64(0)] * 3)
+    A, B, C = gep(b, k.ins[0], pa), gep(b, k.ins[1], pb), gep(b, k.out, pc)
+    ms, ks, ns = k.size(m), k.size(kk), k.size(n)
+    tx, ty_ = k.sreg("tid.x"), k.sreg("tid.y")
+    T = const_i64(TILE)
+    row = b.add(b.mul(k.sreg("ctaid.y"), T), ty_)
+    col = b.add(b.mul(k.sreg("ctaid.x"), T), tx)
+    As = k.shared_array(ty, TILE * TILE)
+    Bs = k.shared_array(ty, TILE * TILE)
+    slot = b.add(b.mul(ty_, T), tx)
+    acc = k.alloca(ty, zero)
+    ntiles = b.udiv(b.add(ks, const_i64(TILE - 1)), T)
+    with k.strided_loop(const_i64(0), ntiles, const_i64(1), "t") as t:
+        t0 = b.mul(t, T)
+        ac = b.add(t0, tx)
+        ok_a = b.and_(b.icmp_signed("<", row, ms), b.icmp_signed("<", ac, ks))
+        b.store(zero, gep(b, As, slot))
+        with b.if_then(ok_a):
+            b.store(b.load(gep(b, A, b.add(b.mul(row, ks), ac))), gep(b, As, slot))
+        br = b.add(t0, ty_)
+        ok_b = b.and_(b.icmp_signed("<", br, ks), b.icmp_signed("<", col, ns))
+        b.store(zero, gep(b, Bs, slot))
+        with b.if_then(ok_b):
+            b.store(b.load(gep(b, B, b.add(b.mul(br, ns), col))), gep(b, Bs, slot))
+        k.barrier()
+        s = b.load(acc)
+        for p in range(TILE):
+            av = b.load(gep(b, As, b.add(b.mul(ty_, T), const_i64(p))))
+            bv = b.load(gep(b, Bs, b.add(const_i64(p * TILE), tx)))
+            s = b.fadd(s, b.fmul(av, bv, flags=("contract",)), flags=("contract",)) if fl else b.add(s, b.mul(av, bv))
+        b.store(s, acc)
+        k.barrier()
+    with b.if_then(b.and_(b.icmp_signed("<", row, ms), b.icmp_signed("<", col, ns))):
+        b.store(b.load(acc), gep(b, C, b.add(b.mul(row, ns), col)))
+    _finish(k)
+
+
+def _lower_transpose(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    (x,) = node.inputs
+    own = contiguous_strides(x.shape)
+    k = ctx.kernel(i, step, "", ("stride", size_of(node.shape)), "copy")
+    _copy_loop(k, k.ins[0], k.out, node.shape, [own[p] for p in node.attrs["perm"]],
+               contiguous_strides(node.shape), x.dtype)
+    _finish(k)
+
+
+def _lower_broadcast(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    (x,) = node.inputs
+    k = ctx.kernel(i, step, "", ("stride", size_of(node.shape)), "copy")
+    _copy_loop(k, k.ins[0], k.out, node.shape, broadcast_strides(x.shape, node.shape),
+               contiguous_strides(node.shape), x.dtype)
+    _finish(k)
+
+
+def _lower_slice(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    (x,) = node.inputs
+    a = node.attrs
+    own = contiguous_strides(x.shape)
+    base = as_dim(sum((as_dim(bg * s) for bg, s in zip(a["begin"], own)), start=0))
+    k = ctx.kernel(i, step, "", ("stride", size_of(node.shape)), "copy")
+    _copy_loop(k, k.ins[0], k.out, node.shape, [as_dim(s * st) for s, st in zip(own, a["step"])],
+               contiguous_strides(node.shape), x.dtype, src_base=base)
+    _finish(k)
+
+
+def _lower_concat(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    axis = node.attrs["axis"]
+    out_str = contiguous_strides(node.shape)
+    k = ctx.kernel(i, step, "", ("stride", size_of(node.shape)), "copy")
+    start: Dim = 0
+    for j, (ptr, x) in enumerate(zip(k.ins, node.inputs)):  # disjoint parts: no ordering needed
+        _copy_loop(k, ptr, k.out, x.shape, contiguous_strides(x.shape), out_str, x.dtype,
+                   dst_base=as_dim(start * out_str[axis]))
+        start = as_dim(start + x.shape[axis])
+    _finish(k)
+
+
+def _lower_pad(ctx: Ctx, i: int, step: Step) -> None:
+    node = step.node
+    (x,) = node.inputs
+    a = node.attrs
+    out_str = contiguous_strides(node.shape)
+    k = ctx.kernel(i, step, "fill", ("stride", size_of(node.shape)), "copy")
+    with _grid_stride(k, k.size(size_of(node.shape))) as idx:
+        k.store(scalar.constant(a["value"], x.dtype), k.out, idx, x.dtype)
+    _finish(k)
+    k = ctx.kernel(i, step, "copy", ("stride", size_of(x.shape)), "copy")  # after the fill: a new launch
+    base = as_dim(sum((as_dim(lo * s) for lo, s in zip(a["lo"], out_str)), start=0))
+    _copy_loop(k, k.ins[0], k.out, x.shape, contiguous_strides(x.shape),
+               [as_dim(s * (mm + 1)) for s, mm in zip(out_str, a["interior"])], x.dtype, dst_base=base)
+    _finish(k)
+
+
+def _serial(ctx: Ctx, i: int, step: Step) -> None:
+    k = ctx.kernel(i, step, "", ("serial",), "serial")
+    emitter = cpu.LOWER.get(step.node.op)
+    if emitter is None:
+        raise CompileError(f"no CUDA lowering for {step.node.op.value}")
+    emitter(k)
+    _finish(k)
+
+
+def _lower_copy(ctx: Ctx, i: int, step: Step) -> None:
+    n = size_of(step.out.shape)
+    k = ctx.kernel(i, step, "", ("stride", n), "copy")
+    dt_ = step.ins[0].dtype
+    with _grid_stride(k, k.size(n)) as idx:
+        k.store(k.load(k.ins[0], idx, dt_), k.out, idx, dt_)
+    _finish(k)
+
+
+GPU_LOWER: dict[Op, Callable[[Ctx, int, Step], None]] = {
+    **{op: _lower_elementwise for op in ELEMENTWISE},
+    Op.FUSED: _lower_fused,
+    Op.SUM: _lower_reduce("sum"),
+    Op.PROD: _lower_reduce("prod"),
+    Op.MAX: _lower_reduce("max"),
+    Op.MIN: _lower_reduce("min"),
+    Op.ARGMAX: _serial,
+    Op.ARGMIN: _serial,
+    Op.MATMUL: _lower_matmul,
+    Op.TRANSPOSE: _lower_transpose,
+    Op.BROADCAST: _lower_broadcast,
+    Op.SLICE: _lower_slice,
+    Op.CONCAT: _lower_concat,
+    Op.PAD: _lower_pad,
+    Op.TAKE: _serial,
+    Op.SCATTER_ADD: _serial,
+    Op.SOFTMAX: _lower_softmax,
+    Op.LOG_SOFTMAX: _lower_softmax,
+    Op.RANDOM: _serial,
+    Op.DIM: _serial,
+}
+
+# Ops run by a single GPU thread with the CPU emitter (correct but slow); see docs/cuda.md.
+SERIAL_OPS = frozenset({Op.ARGMAX, Op.ARGMIN, Op.TAKE, Op.SCATTER_ADD, Op.RANDOM, Op.DIM})
+
+
+def emit_nvvm(program: Program, name: str) -> NvvmModule:
+    """The NVVM IR (LLVM IR for nvptx64) of the program's kernels, and the launches in order."""
+    module = ir.Module(name=name)
+    module.triple = TRIPLE
+    module.data_layout = DATA_LAYOUT
+    ctx = Ctx(module, name, program.symbols)
+    for i, step in enumerate(program.steps):
+        if step.kind == "copy":
+            _lower_copy(ctx, i, step)
+            continue
+        emitter = GPU_LOWER.get(step.node.op)
+        if emitter is None:
+            raise CompileError(f"no CUDA lowering for {step.node.op.value}")
+        emitter(ctx, i, step)
+    return NvvmModule(str(module), ctx.launches, list(program.symbols), ctx.kinds)
+
+
+# ----------------------------------------------------------------------------- PTX
+def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3) -> str:
+    """PTX text for ``arch`` from NVVM IR, through llvmlite's NVPTX target."""
+    from llvmlite import binding as llvm
+
+    from graphc.backend import jit
+    jit._init_all_targets()
+    target = jit.TargetInfo(triple=TRIPLE, cpu=arch, features="")
+    try:
+        tm = jit._target_machine(target, opt_level)
+    except Exception as exc:  # noqa: BLE001 - an LLVM without NVPTX
+        raise CompileError(f"this LLVM cannot generate PTX for {arch}: {exc}") from exc
+    mod = jit._parse(llvm_ir, tm, target)
+    jit._optimize(mod, tm, opt_level)
+    try:
+        return tm.emit_assembly(mod)
+    except RuntimeError as exc:
+        raise CompileError(f"PTX generation failed: {exc}") from exc
+
+
+__all__ = ["emit_nvvm", "compile_ptx", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "SERIAL_OPS",
+           "BLOCK", "TILE"]

@@ -119,7 +119,15 @@ class Function:
         self._calls = 0
         self.llvm_ir: str | None = None
         self._native = None
-        if mode == "native":
+        self.ptx: str | None = None  # PTX of the CUDA kernels (target="cuda" only)
+        if mode == "native" and self.options.target == "cuda":
+            # --- CUDA hook (graphc/lower/nvvm_executable.py): same run() interface as the CPU side
+            from graphc.lower.nvvm_executable import CudaExecutable
+            self._native = CudaExecutable(self.graph, self.inputs, self.shared,
+                                          [t for t, _ in self.updates], self.options, name)
+            self.llvm_ir = self._native.llvm_ir
+            self.ptx = self._native.ptx
+        elif mode == "native":
             from graphc.lower.executable import NativeExecutable
             options = self.options
             if options.cache_dir is None and env.default_cache_dir():

@@ -1,0 +1,179 @@
+"""A compiled function's CUDA side: schedule, emit NVVM IR, compile to PTX, launch through the
+driver API (graphc/backend/cuda.py).
+
+Compiling needs no GPU: the PTX is made with llvmlite's NVPTX target and exposed as ``ptx``.
+The first call loads the module on device 0; without a device it raises ``NoCudaDevice``.
+
+Memory: constants and shared variables (weights, optimizer state) live in device memory for
+the life of the executable. Before a call, a shared variable whose host value changed since the
+last synchronisation (``set_value``) is uploaded again (checked against a host snapshot); after
+a call, the shared variables the function updates are copied back to their host arrays, so
+``get_value`` always sees the current value. Inputs are uploaded and outputs downloaded at each
+call; intermediates live in one device workspace per distinct set of sizes.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import sympy
+
+from graphc.backend import cuda
+from graphc.errors import InputError
+from graphc.frontend.variables import storage
+from graphc.ir.graph import Graph
+from graphc.ir.node import Node
+from graphc.ir.shapes import RNG_STEP, evaluate
+from graphc.lower.nvvm import ERR_INDEX, compile_ptx, emit_nvvm, launch_dims
+from graphc.lower.schedule import Buffer, schedule
+from graphc.options import CompileOptions
+
+DEFAULT_ARCH = "sm_90"
+ALIGN = 256
+
+
+def _default_arch() -> str:
+    try:
+        return cuda.Context.get().arch if cuda.available() else DEFAULT_ARCH
+    except cuda.CudaError:
+        return DEFAULT_ARCH
+
+
+class CudaExecutable:
+    """The PTX of one compiled graph and what is needed to run it on a GPU."""
+
+    def __init__(self, graph: Graph, inputs: Sequence[Node], shared: Sequence[Node],
+                 update_targets: Sequence[Node], options: CompileOptions, name: str, arch: str | None = None):
+        n_user = len(graph.outputs) - len(update_targets)
+        self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets))
+        self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
+        self.nvvm = emit_nvvm(self.program, self.name)
+        self.llvm_ir = self.nvvm.llvm_ir
+        self.arch = arch or _default_arch()
+        self.ptx = compile_ptx(self.llvm_ir, self.arch, options.llvm_opt)
+        self._symbols = self.program.symbols
+        out_shapes = [b.shape for b in self.program.outputs]
+        self._out_dtypes = [np.dtype(b.dtype) for b in self.program.outputs]
+        flat = [d for s in out_shapes for d in s]
+        fn = sympy.lambdify(self._symbols, flat, modules="math") if flat else (lambda *a: [])
+        ranks = [len(s) for s in out_shapes]
+
+        def shapes(*values):
+            it = iter(int(v) for v in fn(*values))
+            return [tuple(next(it) for _ in range(r)) for r in ranks]
+        self._shapes = shapes
+        self._shared_nodes = list(shared)
+        ids = {id(s): i for i, s in enumerate(shared)}
+        self._updated = [ids[id(t)] for t in update_targets]
+        self._consts = [np.ascontiguousarray(a) for _, a in self.program.consts]
+        self._ctx: cuda.Context | None = None
+
+    # ------------------------------------------------------------------------- device state
+    def _device(self) -> cuda.Context:
+        if self._ctx is not None:
+            self._ctx.make_current()
+            return self._ctx
+        try:
+            ctx = cuda.Context.get()
+        except cuda.NoCudaDevice as exc:
+            raise cuda.NoCudaDevice(f"{self.name}: compiled for target='cuda', but it cannot run here: {exc}. "
+                                    "Its PTX is in fn.ptx; compile with target='cpu' to run on this machine.") from None
+        self.module = ctx.load_module(self.ptx)
+        self._fns = [self.module.function(l.kernel) for l in self.nvvm.launches]
+        self._const_bufs = []
+        for a in self._consts:
+            buf = cuda.DeviceBuffer(ctx, a.nbytes)
+            ctx.htod(buf.ptr, a)
+            self._const_bufs.append(buf)
+        self._shared_bufs = []
+        self._snapshots: list[np.ndarray | None] = []
+        for s in self._shared_nodes:
+            arr = storage(s).array
+            self._shared_bufs.append(cuda.DeviceBuffer(ctx, arr.nbytes))
+            self._snapshots.append(None)
+        self._err = cuda.DeviceBuffer(ctx, 4)
+        self._in_bufs: dict[int, cuda.DeviceBuffer] = {}
+        self._out_bufs: dict[int, cuda.DeviceBuffer] = {}
+        self._workspaces: dict[tuple, tuple[cuda.DeviceBuffer, list[int]]] = {}
+        self._ctx = ctx
+        return ctx
+
+    def _sized(self, ctx: cuda.Context, cache: dict, i: int, nbytes: int) -> cuda.DeviceBuffer:
+        buf = cache.get(i)
+        if buf is None or buf.nbytes < nbytes:
+            buf = cuda.DeviceBuffer(ctx, nbytes)
+            cache[i] = buf
+        return buf
+
+    def _sync_shared_to_device(self, ctx: cuda.Context) -> None:
+        for i, s in enumerate(self._shared_nodes):
+            arr = storage(s).array
+            snap = self._snapshots[i]
+            if snap is None or snap.shape != arr.shape or not np.array_equal(snap, arr, equal_nan=arr.dtype.kind == "f"):
+                ctx.htod(self._shared_bufs[i].ptr, arr)
+                self._snapshots[i] = arr.copy()
+
+    def _workspace(self, ctx: cuda.Context, key: tuple, env: Mapping) -> list[int]:
+        ws = self._workspaces.get(key)
+        if ws is None:
+            offsets, total = [], 0
+            for nbytes in self.program.slots:
+                offsets.append(total)
+                total += -(-max(evaluate(nbytes, env), 0) // ALIGN) * ALIGN
+            buf = cuda.DeviceBuffer(ctx, total)
+            ws = (buf, [buf.ptr + o for o in offsets])
+            self._workspaces[key] = ws
+        return ws[1]
+
+    # ------------------------------------------------------------------------- running
+    def run(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
+        """Run on checked, contiguous input arrays; returns the outputs, applies updates in place."""
+        ctx = self._device()
+        syms = [int(env.get(s, 0)) for s in self._symbols]
+        key = tuple(v for s, v in zip(self._symbols, syms) if s is not RNG_STEP)
+        shapes = self._shapes(*syms)
+        slots = self._workspace(ctx, key, env)
+        self._sync_shared_to_device(ctx)
+        in_ptrs = []
+        for i, a in enumerate(arrays):
+            buf = self._sized(ctx, self._in_bufs, i, a.nbytes)
+            ctx.htod(buf.ptr, a)
+            in_ptrs.append(buf.ptr)
+        outs = [np.empty(shape, dtype) for shape, dtype in zip(shapes, self._out_dtypes)]
+        out_ptrs = [self._sized(ctx, self._out_bufs, i, o.nbytes).ptr for i, o in enumerate(outs)]
+
+        def pointer(buf: Buffer) -> int:
+            root = buf.root()
+            if root.kind == "workspace":
+                return slots[root.slot]
+            if root.kind == "input":
+                return in_ptrs[root.index]
+            if root.kind == "shared":
+                return self._shared_bufs[root.index].ptr
+            if root.kind == "const":
+                return self._const_bufs[root.index].ptr
+            return out_ptrs[root.index]
+
+        ctx.memset32(self._err.ptr, 0, 1)
+        sym_args = [("i64", v) for v in syms]
+        for launch, fn in zip(self.nvvm.launches, self._fns):
+            grid, block = launch_dims(launch.grid, env)
+            args = [("ptr", pointer(launch.out))] + [("ptr", pointer(b)) for b in launch.ins]
+            ctx.launch(fn, grid, block, args + sym_args + [("ptr", self._err.ptr)])
+        ctx.synchronize()
+        err = np.zeros(1, np.int32)
+        ctx.dtoh(err, self._err.ptr)
+        if err[0] == ERR_INDEX:
+            raise InputError("an index passed to take/gather/embedding is out of range")
+        if err[0]:
+            raise InputError(f"CUDA kernel failed with status {int(err[0])}")
+        for o, p in zip(outs, out_ptrs):
+            ctx.dtoh(o, p)
+        for i in self._updated:
+            arr = storage(self._shared_nodes[i]).array
+            ctx.dtoh(arr, self._shared_bufs[i].ptr)
+            self._snapshots[i] = arr.copy()
+        return outs
+
+
+__all__ = ["CudaExecutable"]

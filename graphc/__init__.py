@@ -9,6 +9,7 @@ from graphc.frontend import ops
 from graphc.frontend.variables import constant, placeholder, shared
 from graphc.autodiff.grad import grad, hessian, jacobian
 from graphc.compile import Function, function
+from graphc.aot import export
 from graphc.errors import (CompileError, DTypeError, GradientError, GraphcError, InputError,
                            ModelFileError, ShapeError)
 from graphc.ir.node import Node
@@ -18,6 +19,6 @@ from graphc.options import CompileOptions
 Tensor = Node
 __version__ = "0.1.0"
 
-__all__ = ["ops", "placeholder", "shared", "constant", "grad", "jacobian", "hessian", "function",
+__all__ = ["ops", "placeholder", "shared", "constant", "grad", "jacobian", "hessian", "function", "export",
            "Function", "debugprint", "to_dot", "CompileOptions", "Tensor", "Node", "GraphcError",
            "ShapeError", "DTypeError", "InputError", "GradientError", "CompileError", "ModelFileError"]

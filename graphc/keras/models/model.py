@@ -227,6 +227,11 @@ class Model(TrainingMixin, Layer):
         from graphc.keras.saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, path: str, **kwargs: Any) -> dict:
+        """Compile this model ahead of time into an artifact directory (see graphc.export)."""
+        from graphc.aot import export
+        return export(self, path, **kwargs)
+
     def save_weights(self, filepath: str, overwrite: bool = True) -> None:
         """Save the weights only (``.weights.npz``)."""
         from graphc.keras.saving import save_weights

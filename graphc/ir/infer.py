@@ -57,7 +57,7 @@ def sizes_may_match(a: Dim, b: Dim) -> bool:
         return True
     if isinstance(a, int) and a == 0 or isinstance(b, int) and b == 0:
         return False
-    ratio = sympy.simplify(sympy.sympify(a) / b)
+    ratio = sympy.cancel(sympy.sympify(a) / b)
     return not ratio.is_number
 
 

@@ -45,7 +45,7 @@ def broadcast_strides(in_shape: Sequence[Dim], out_shape: Sequence[Dim]) -> Stri
 def _eq(a: Dim, b: Dim) -> bool:
     if isinstance(a, int) and isinstance(b, int):
         return a == b
-    return sympy.simplify(sympy.sympify(a) - b) == 0
+    return sympy.expand(sympy.sympify(a) - b) == 0
 
 
 def collapse(dims: Sequence[Dim], strides: Sequence[Strides]) -> tuple[list[Dim], list[Strides]]:

@@ -7,7 +7,9 @@ import numpy as np
 
 from graphc.frontend import ops
 from graphc.ir.node import Node, make_node
-from graphc.ir.ops import LEAVES, Op
+from graphc.errors import ShapeError
+from graphc.ir.infer import broadcast_shapes
+from graphc.ir.ops import ELEMENTWISE, LEAVES, Op
 from graphc.passes.rewrite import const_value, is_scalar_const
 
 # Folding makes a constant of the result: skip results bigger than this many elements.
@@ -83,4 +85,24 @@ def fold_constants(node: Node) -> Optional[Node]:
     return ops.constant(result)
 
 
-RULES = [identity_ops, shape_ops, fold_constants]
+def absorb_broadcast(node: Node) -> Optional[Node]:
+    """An elementwise op broadcasts its inputs itself: ``add(broadcast_to(b, s), x)`` reads
+    ``b`` directly instead of materialising the broadcast."""
+    if node.op not in ELEMENTWISE or not any(i.op is Op.BROADCAST for i in node.inputs):
+        return None
+    inputs = list(node.inputs)
+    changed = False
+    for k, x in enumerate(inputs):
+        if x.op is not Op.BROADCAST:
+            continue
+        trial = inputs[:k] + [x.inputs[0]] + inputs[k + 1:]
+        try:
+            shape = broadcast_shapes(node.op, tuple(trial))
+        except ShapeError:
+            continue
+        if shape == node.shape:
+            inputs, changed = trial, True
+    return make_node(node.op, tuple(inputs), node.attrs) if changed else None
+
+
+RULES = [identity_ops, shape_ops, fold_constants, absorb_broadcast]

@@ -1,0 +1,300 @@
+"""CUDA lowering: PTX for every kernel kind assembles with ptxas (sm_90, sm_80) everywhere;
+on a machine with a GPU (tests marked ``gpu``) every op and an MLP training step match the
+CPU path."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import ops
+from graphc.backend import cuda
+from graphc.ir.ops import Op
+from graphc.lower import cpu, nvvm
+
+CUDA = gc.CompileOptions(target="cuda")
+PTXAS = shutil.which("ptxas")
+needs_ptxas = pytest.mark.skipif(PTXAS is None, reason="ptxas is not installed")
+rng = np.random.default_rng(0)
+
+
+def _f(shape, dtype="float32", low=-2.0, high=2.0):
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- cases
+def _unary(op, low=-2.0, high=2.0):
+    def build():
+        x = gc.placeholder((None, 5), name="x")
+        return [x], [getattr(ops, op)(x)], [_f((7, 5), low=low, high=high)]
+    return build
+
+
+def _binary(op, dtype="float32"):
+    def build():
+        x = gc.placeholder((None, 5), dtype, name="x")
+        y = gc.placeholder((5,), dtype, name="y")
+        if dtype.startswith("int"):
+            a, b = rng.integers(-5, 6, (6, 5)).astype(dtype), rng.integers(1, 6, (5,)).astype(dtype)
+        else:
+            a, b = _f((6, 5), dtype), _f((5,), dtype, 0.5, 2.0)
+        return [x, y], [getattr(ops, op)(x, y)], [a, b]
+    return build
+
+
+def _reduce(op, axis, dtype="float32"):
+    def build():
+        x = gc.placeholder((None, 6, 33), dtype, name="x")
+        a = rng.integers(-3, 4, (5, 6, 33)).astype(dtype) if dtype.startswith("int") else _f((5, 6, 33), dtype, 0.5, 1.5)
+        return [x], [getattr(ops, op)(x, axis=axis)], [a]
+    return build
+
+
+def _matmul(sa, sb, dtype="float32"):
+    def build():
+        a = gc.placeholder(sa, dtype, name="a")
+        b = gc.placeholder(sb, dtype, name="b")
+        shp = lambda s: tuple(3 if d is None else d for d in s)  # noqa: E731
+        if dtype.startswith("int"):
+            va, vb = rng.integers(-3, 4, shp(sa)).astype(dtype), rng.integers(-3, 4, shp(sb)).astype(dtype)
+        else:
+            va, vb = _f(shp(sa), dtype), _f(shp(sb), dtype)
+        return [a, b], [ops.matmul(a, b)], [va, vb]
+    return build
+
+
+def _softmax(op, axis):
+    def build():
+        x = gc.placeholder((None, 300), name="x")
+        return [x], [getattr(ops, op)(x, axis=axis)], [_f((9, 300), low=-5, high=5)]
+    return build
+
+
+def _movement(kind):
+    def build():
+        x = gc.placeholder((None, 4, 6), name="x")
+        v = _f((3, 4, 6))
+        if kind == "transpose":
+            out = ops.transpose(x, (2, 0, 1))
+        elif kind == "broadcast":
+            y = gc.placeholder((4, 1, 6), name="y")
+            return [y], [ops.broadcast_to(y, (2, 4, 5, 6))], [_f((4, 1, 6))]
+        elif kind == "slice":
+            out = ops.getitem(x, (slice(None), slice(1, 4, 2), slice(None, None, 3)))
+        elif kind == "concat":
+            out = ops.concatenate([x, x * 2.0], axis=2)
+        elif kind == "pad":
+            out = ops.pad(x, ((0, 0), (1, 2), (2, 0)), constant_values=1.5)
+        return [x], [out], [v]
+    return build
+
+
+def _take():
+    x = gc.placeholder((None, 4), name="x")
+    i = gc.placeholder((None,), "int64", name="i")
+    return [x, i], [ops.take(x, i, axis=0)], [_f((6, 4)), np.array([0, 5, -1, 2], np.int64)]
+
+
+def _scatter_add():
+    x = gc.placeholder((6, 4), name="x")
+    i = gc.placeholder((None,), "int64", name="i")
+    loss = ops.sum(ops.take(x, i, axis=0) ** 2)
+    return [x, i], [gc.grad(loss, [x])[0]], [_f((6, 4)), np.array([0, 5, 0, 2], np.int64)]
+
+
+def _random():
+    x = gc.placeholder((None, 4), name="x")
+    return [x], [x + ops.random_uniform((5, 4), seed=3), x * ops.random_normal((5, 4), seed=4)], [_f((5, 4))]
+
+
+def _dim():
+    x = gc.placeholder((None, 4), name="x")
+    return [x], [ops.size(x)], [_f((5, 4))]
+
+
+def _argmax():
+    x = gc.placeholder((None, 7), name="x")
+    return [x], [ops.argmax(x, axis=1), ops.argmin(x, axis=0)], [_f((5, 7))]
+
+
+def _fused():
+    x = gc.placeholder((None, 40), name="x")
+    y = gc.placeholder((40,), name="y")
+    h = ops.tanh(x * y + 1.0)
+    return [x, y], [ops.exp(h) * ops.sigmoid(x), ops.sum(h * x, axis=1), ops.mean(h * h)], [_f((33, 40)), _f((40,))]
+
+
+# name -> (build, opt_level, kernel kinds expected among the launches)
+CASES = {
+    **{f"unary_{op}": (_unary(op), 0, {"elementwise"}) for op in
+       ["negative", "abs", "sign", "exp", "expm1", "tanh", "sigmoid", "softplus", "erf", "relu", "floor",
+        "ceil", "round", "sin", "cos"]},
+    **{f"unary_{op}": (_unary(op, 0.1, 3.0), 0, {"elementwise"}) for op in ["log", "log1p", "sqrt"]},
+    **{f"binary_{op}": (_binary(op), 0, {"elementwise"}) for op in
+       ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "equal", "less", "greater_equal"]},
+    **{f"binary_{op}_int32": (_binary(op, "int32"), 0, {"elementwise"}) for op in ["add", "multiply", "maximum"]},
+    "binary_add_float64": (_binary("add", "float64"), 0, {"elementwise"}),
+    **{f"reduce_{op}_{ax}": (_reduce(op, ax), 0, {"reduction"}) for op in ["sum", "prod", "max", "min"]
+       for ax in [0, 2, (0, 2), None]},
+    "reduce_sum_int32": (_reduce("sum", 1, "int32"), 0, {"reduction"}),
+    "reduce_max_float64": (_reduce("max", 2, "float64"), 0, {"reduction"}),
+    "matmul_2d": (_matmul((None, 37), (37, 19)), 0, {"matmul"}),
+    "matmul_batched": (_matmul((2, None, 20), (2, 20, 17)), 0, {"matmul"}),
+    "matmul_bcast": (_matmul((2, 3, 5, 20), (20, 17)), 0, {"matmul"}),
+    "matmul_float64": (_matmul((None, 18), (18, 33), "float64"), 0, {"matmul"}),
+    "matmul_int32": (_matmul((None, 18), (18, 5), "int32"), 0, {"matmul"}),
+    "softmax_last": (_softmax("softmax", -1), 0, {"softmax"}),
+    "softmax_first": (_softmax("softmax", 0), 0, {"softmax"}),
+    "log_softmax": (_softmax("log_softmax", -1), 0, {"softmax"}),
+    **{f"move_{k}": (_movement(k), 0, {"copy"}) for k in ["transpose", "broadcast", "slice", "concat", "pad"]},
+    "take": (_take, 0, {"serial"}),
+    "scatter_add": (_scatter_add, 1, {"serial"}),
+    "random": (_random, 0, {"serial"}),
+    "dim": (_dim, 0, {"serial"}),
+    "argmax_argmin": (_argmax, 0, {"serial"}),
+    "fused": (_fused, 2, {"elementwise", "reduction"}),
+}
+
+
+def _compile(name, target):
+    build, level, _ = CASES[name]
+    inputs, outputs, arrays = build()
+    opts = gc.CompileOptions(target=target, opt_level=level)
+    return gc.function(inputs, outputs, options=opts, name=name), arrays
+
+
+def _ptxas(ptx: str, arch: str, tmp_path) -> None:
+    path = tmp_path / f"k_{arch}.ptx"
+    path.write_text(ptx)
+    res = subprocess.run([PTXAS, f"-arch={arch}", str(path), "-o", str(tmp_path / "k.cubin")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, f"ptxas -arch={arch} rejected the PTX:\n{res.stderr}"
+
+
+# ----------------------------------------------------------------------------- everywhere
+@needs_ptxas
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ptx_assembles(name, tmp_path):
+    fn, _ = _compile(name, "cuda")
+    assert fn.ptx and ".entry" in fn.ptx
+    kinds = set(fn._native.nvvm.kinds.values())
+    assert CASES[name][2] <= kinds, kinds
+    _ptxas(fn.ptx, "sm_90", tmp_path)
+    _ptxas(nvvm.compile_ptx(fn.llvm_ir, "sm_80"), "sm_80", tmp_path)
+
+
+def _mlp(target, steps_in=None):
+    w1 = gc.shared(np.random.default_rng(1).normal(0, 0.3, (20, 32)).astype("float32"), name="w1")
+    b1 = gc.shared(np.zeros(32, np.float32), name="b1")
+    w2 = gc.shared(np.random.default_rng(2).normal(0, 0.3, (32, 10)).astype("float32"), name="w2")
+    b2 = gc.shared(np.zeros(10, np.float32), name="b2")
+    x = gc.placeholder((None, 20), name="x")
+    y = gc.placeholder((None, 10), name="y")
+    h = ops.relu(ops.matmul(x, w1) + b1)
+    logp = ops.log_softmax(ops.matmul(h, w2) + b2, axis=-1)
+    loss = -ops.mean(ops.sum(y * logp, axis=1))
+    params = [w1, b1, w2, b2]
+    grads = gc.grad(loss, params)
+    fn = gc.function([x, y], loss, updates=[(p, p - 0.1 * g) for p, g in zip(params, grads)],
+                     options=gc.CompileOptions(target=target), name="mlp_step")
+    return fn, params
+
+
+@needs_ptxas
+def test_mlp_training_step_ptx(tmp_path):
+    fn, _ = _mlp("cuda")
+    kinds = set(fn._native.nvvm.kinds.values())
+    assert {"matmul", "reduction", "softmax", "elementwise"} <= kinds, kinds
+    _ptxas(fn.ptx, "sm_90", tmp_path)
+    _ptxas(nvvm.compile_ptx(fn.llvm_ir, "sm_80"), "sm_80", tmp_path)
+
+
+def test_every_op_has_a_cuda_lowering_or_is_exempt():
+    for op in Op:
+        assert op in nvvm.GPU_LOWER or op in cpu.NOT_LOWERED, op
+    for op in nvvm.SERIAL_OPS:
+        assert op in cpu.LOWER, op
+
+
+def test_compiles_without_gpu_and_calling_says_so():
+    if cuda.available():
+        pytest.skip("a CUDA device is present")
+    fn, arrays = _compile("binary_add", "cuda")
+    assert ".target sm_" in fn.ptx
+    with pytest.raises(cuda.NoCudaDevice, match="no CUDA device is available"):
+        fn(*arrays)
+
+
+def test_cpu_target_unchanged():
+    fn, arrays = _compile("binary_add", "cpu")
+    assert fn.ptx is None
+    np.testing.assert_allclose(fn(*arrays)[0], arrays[0] + arrays[1])
+
+
+def test_launch_dims():
+    assert nvvm.launch_dims(("serial",), {}) == ((1, 1, 1), (1, 1, 1))
+    assert nvvm.launch_dims(("stride", 1000), {}) == ((4, 1, 1), (nvvm.BLOCK, 1, 1))
+    assert nvvm.launch_dims(("stride", 0), {}) == ((1, 1, 1), (nvvm.BLOCK, 1, 1))
+    assert nvvm.launch_dims(("rows", 10 ** 6), {})[0] == (nvvm.MAX_BLOCKS, 1, 1)
+    assert nvvm.launch_dims(("tiles", 33, 17, 4), {}) == ((2, 3, 4), (nvvm.TILE, nvvm.TILE, 1))
+
+
+# ----------------------------------------------------------------------------- on a GPU
+gpu = pytest.mark.skipif(not cuda.available(), reason="no CUDA device (libcuda or GPU absent)")
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gpu_matches_cpu(name):
+    fg, arrays = _compile(name, "cuda")
+    fc, _ = _compile(name, "cpu")
+    for _ in range(2):  # the second call reuses buffers (and advances the random stream)
+        got, want = fg(*arrays), fc(*arrays)
+        got = got if isinstance(got, list) else [got]
+        want = want if isinstance(want, list) else [want]
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            if w.dtype.kind == "f":
+                np.testing.assert_allclose(g, w, **_tol(w.dtype))
+            else:
+                np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_mlp_training_matches_cpu():
+    fg, pg = _mlp("cuda")
+    fc, pc = _mlp("cpu")
+    r = np.random.default_rng(5)
+    for step in range(5):
+        x = r.normal(size=(64, 20)).astype("float32")
+        y = np.eye(10, dtype="float32")[r.integers(0, 10, 64)]
+        lg, lc = fg(x, y), fc(x, y)
+        np.testing.assert_allclose(lg, lc, rtol=1e-4, atol=1e-5)
+    from graphc.frontend.variables import get_value
+    for a, b in zip(pg, pc):  # updated weights were copied back to the host after each step
+        np.testing.assert_allclose(get_value(a), get_value(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_set_value_is_seen_and_index_errors_raise():
+    fn, (w, *_rest) = _mlp("cuda")
+    from graphc.frontend.variables import get_value, set_value
+    x = np.ones((4, 20), np.float32)
+    y = np.eye(10, dtype=np.float32)[:4]
+    fn(x, y)
+    set_value(w, np.zeros((20, 32), np.float32))
+    fn(x, y)
+    assert np.all(get_value(w) == 0.0)  # relu(0)=0: no gradient reaches w1 after the reset
+    ft, arrays = _compile("take", "cuda")
+    with pytest.raises(gc.InputError, match="out of range"):
+        ft(arrays[0], np.array([0, 99], np.int64))

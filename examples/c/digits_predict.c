@@ -1,7 +1,7 @@
 /* Load the exported digits MLP and print its predictions, without Python.
  *
  *   python examples/export_digits.py digits_artifact
- *   cc -O2 -I digits_artifact examples/c/digits_predict.c -L digits_artifact -ldigits \
+ *   cc -O2 -I digits_artifact examples/c/digits_predict.c -L digits_artifact -lgraphc_digits \
  *      -Wl,-rpath,'$ORIGIN/digits_artifact' -o digits_predict   (or -Wl,-rpath,<abs dir>)
  *   ./digits_predict digits_artifact/x_test.f32 16
  *

@@ -130,7 +130,7 @@ def export(model_or_function: Any, path: str, target: str = "native", cpu: str |
     function, or with ``train=True`` its training step, which updates the weights in place).
     ``target`` is "native", "x86_64", "aarch64" or an LLVM triple; ``cpu``/``features`` pick
     the CPU (default: the host's for "native", generic otherwise). ``name`` prefixes every C
-    symbol (default: the model's or function's name). Writes ``lib<name>.so`` (when a C
+    symbol (default: the model's or function's name). Writes ``libgraphc_<name>.so`` (when a C
     compiler for the target is present; otherwise ``<name>.o`` and the wrapper source),
     ``<name>.h``, ``<name>.weights`` and ``manifest.json``; returns the manifest.
     Exporting the same model twice gives byte-identical files.
@@ -191,7 +191,7 @@ def export(model_or_function: Any, path: str, target: str = "native", cpu: str |
     _write(path, files["wrapper_source"], source.encode())
     _write(path, files["weights"], blob)
     cc = _cross_cc(tgt.arch)
-    lib = f"lib{name}.so"
+    lib = f"libgraphc_{name}.so"
     if cc:
         with tempfile.TemporaryDirectory(prefix="graphc_export_") as tmp:
             _write(tmp, f"{name}.o", obj)

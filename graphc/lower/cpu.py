@@ -193,41 +193,8 @@ def _lower_arg_reduce(k: Kernel) -> None:
 
 # ----------------------------------------------------------------------------- matmul
 def _lower_matmul(k: Kernel) -> None:
-    node = k.node
-    a, bb = node.inputs
-    b = k.b
-    m, kk, n = a.shape[-2], a.shape[-1], bb.shape[-1]
-    batch = node.shape[:-2]
-    a_str = broadcast_strides(a.shape[:-2], batch)
-    b_str = broadcast_strides(bb.shape[:-2], batch)
-    o_str = contiguous_strides(batch)
-    a_mat, b_mat, o_mat = as_dim(m * kk), as_dim(kk * n), as_dim(m * n)
-    scale = lambda s, f: [as_dim(x * f) for x in s]  # noqa: E731
-    fl = node.dtype.startswith("float")
-    ms, ks, ns = k.size(m), k.size(kk), k.size(n)
-
-    def body(offsets: list[ir.Value]) -> None:
-        pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
-        zero = scalar.constant(0, node.dtype)
-        with for_range(b, ms, "i") as i:
-            crow = gep(b, pc, b.mul(i, ns))
-            with for_range(b, ns, "z") as j:
-                b.store(zero, gep(b, crow, j))
-            arow = gep(b, pa, b.mul(i, ks))
-            with for_range(b, ks, "p") as p:
-                av = b.load(gep(b, arow, p))
-                brow = gep(b, pb, b.mul(p, ns))
-                with for_range(b, ns, "j") as j:
-                    cptr = gep(b, crow, j)
-                    bv = b.load(gep(b, brow, j))
-                    if fl:
-                        prod = b.fmul(av, bv, flags=("contract",))
-                        b.store(b.fadd(b.load(cptr), prod, flags=("contract",)), cptr)
-                    else:
-                        b.store(b.add(b.load(cptr), b.mul(av, bv)), cptr)
-
-    emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
-              [const_i64(0)] * 3, body)
+    from graphc.lower.gemm import lower_matmul  # packed, vectorised GEMM (graphc/lower/gemm.py)
+    lower_matmul(k)
 
 
 # ----------------------------------------------------------------------------- data movement

@@ -1,0 +1,282 @@
+"""MLP benchmarks: SGD training steps, batch-1 inference and cold compile, graphc vs peers.
+
+    python bench/bench_mlp.py [--only train_big train_small infer compile]
+
+Model: dense layers with ReLU, softmax cross-entropy on one-hot labels, plain SGD (lr 0.01),
+float32. Each framework runs the whole step (forward, backward, update) as it would be
+written idiomatically: graphc as one gc.function with updates, PyTorch eagerly with an
+in-place update, JAX as one jit'd function, PyTensor as one function with updates, NumPy by
+hand. Inference peers also include ONNX Runtime (the same graph exported from PyTorch).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+
+os.environ.setdefault("PYTENSOR_FLAGS", "mode=FAST_RUN,linker=cvm")  # no numba in the bench env
+
+import numpy as np
+
+from common import machine, median_time, peer, report, versions
+
+import graphc as gc
+
+LR = 0.01
+
+
+def init_params(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        out.append((rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(np.float32))
+        out.append(np.zeros(fan_out, np.float32))
+    return out
+
+
+def data(sizes, batch, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+    y = np.eye(sizes[-1], dtype=np.float32)[rng.integers(0, sizes[-1], batch)]
+    return x, y
+
+
+# ----------------------------------------------------------------------------- graphc
+def graphc_train(sizes, params, options=None):
+    x = gc.placeholder((None, sizes[0]), "float32", name="x")
+    y = gc.placeholder((None, sizes[-1]), "float32", name="y")
+    shared = [gc.shared(p.copy(), name=f"p{i}") for i, p in enumerate(params)]
+    h = x
+    n_layers = len(sizes) - 1
+    for i in range(n_layers):
+        h = h @ shared[2 * i] + shared[2 * i + 1]
+        if i < n_layers - 1:
+            h = gc.ops.relu(h)
+    loss = -gc.ops.mean(gc.ops.sum(y * gc.ops.log_softmax(h, axis=-1), axis=-1))
+    grads = gc.grad(loss, shared)
+    return gc.function([x, y], loss, updates=[(p, p - LR * g) for p, g in zip(shared, grads)],
+                       options=options, name="train_step")
+
+
+def graphc_infer(sizes, params):
+    x = gc.placeholder((None, sizes[0]), "float32", name="x")
+    h = x
+    n_layers = len(sizes) - 1
+    for i in range(n_layers):
+        h = h @ gc.shared(params[2 * i].copy()) + gc.shared(params[2 * i + 1].copy())
+        if i < n_layers - 1:
+            h = gc.ops.relu(h)
+    return gc.function([x], gc.ops.softmax(h, axis=-1), name="predict")
+
+
+# ----------------------------------------------------------------------------- NumPy
+def numpy_train(params):
+    ps = [p.copy() for p in params]
+
+    def step(x, y):
+        acts, h = [x], x
+        n_layers = len(ps) // 2
+        for i in range(n_layers):
+            h = h @ ps[2 * i] + ps[2 * i + 1]
+            if i < n_layers - 1:
+                h = np.maximum(h, 0)
+            acts.append(h)
+        z = h - h.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = -np.mean(np.sum(y * (z - np.log(s)), axis=1))
+        g = (e / s - y) / x.shape[0]
+        for i in reversed(range(n_layers)):
+            a = acts[i]
+            gw, gb = a.T @ g, g.sum(axis=0)
+            if i > 0:
+                g = (g @ ps[2 * i].T) * (acts[i] > 0)
+            ps[2 * i] -= LR * gw
+            ps[2 * i + 1] -= LR * gb
+        return loss
+    return step
+
+
+def numpy_infer(params):
+    def f(x):
+        h = x
+        n_layers = len(params) // 2
+        for i in range(n_layers):
+            h = h @ params[2 * i] + params[2 * i + 1]
+            if i < n_layers - 1:
+                h = np.maximum(h, 0)
+        e = np.exp(h - h.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return f
+
+
+# ----------------------------------------------------------------------------- PyTorch
+def torch_model(torch, params):
+    layers = []
+    n_layers = len(params) // 2
+    for i in range(n_layers):
+        w, b = params[2 * i], params[2 * i + 1]
+        lin = torch.nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < n_layers - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_train(torch, params):
+    model = torch_model(torch, params)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+# ----------------------------------------------------------------------------- JAX
+def jax_train(jax, params):
+    jnp = jax.numpy
+
+    def loss_fn(ps, x, y):
+        h = x
+        n_layers = len(ps) // 2
+        for i in range(n_layers):
+            h = h @ ps[2 * i] + ps[2 * i + 1]
+            if i < n_layers - 1:
+                h = jax.nn.relu(h)
+        return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(h, axis=-1), axis=-1))
+
+    @jax.jit
+    def step(ps, x, y):
+        loss, gs = jax.value_and_grad(loss_fn)(ps, x, y)
+        return [p - LR * g for p, g in zip(ps, gs)], loss
+    return step
+
+
+# ----------------------------------------------------------------------------- PyTensor
+def pytensor_train(pytensor, params):
+    pt = pytensor.tensor
+    x, y = pt.matrix("x", dtype="float32"), pt.matrix("y", dtype="float32")
+    ps = [pytensor.shared(p.copy()) for p in params]
+    h = x
+    n_layers = len(ps) // 2
+    for i in range(n_layers):
+        h = h @ ps[2 * i] + ps[2 * i + 1]
+        if i < n_layers - 1:
+            h = pt.maximum(h, 0)
+    loss = -pt.mean(pt.sum(y * pt.special.log_softmax(h, axis=-1), axis=-1))
+    gs = pytensor.grad(loss, ps)
+    return pytensor.function([x, y], loss, updates=[(p, p - np.float32(LR) * g) for p, g in zip(ps, gs)])
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def bench_train(title, sizes, batch):
+    params = init_params(sizes)
+    x, y = data(sizes, batch)
+    res = {}
+    f = graphc_train(sizes, params)
+    res["graphc"] = median_time(lambda: f(x, y))
+    step = numpy_train(params)
+    res["numpy"] = median_time(lambda: step(x, y))
+    torch = peer("torch")
+    if torch is not None:
+        tstep = torch_train(torch, params)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y.argmax(1))
+        res["torch"] = median_time(lambda: tstep(tx, ty))
+    jax = peer("jax")
+    if jax is not None:
+        jstep = jax_train(jax, params)
+        state = {"ps": [jax.numpy.asarray(p) for p in params]}
+        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+
+        def run_jax():
+            state["ps"], loss = jstep(state["ps"], jx, jy)
+            loss.block_until_ready()
+        res["jax"] = median_time(run_jax)
+    pytensor = peer("pytensor")
+    if pytensor is not None:
+        pf = pytensor_train(pytensor, params)
+        res["pytensor"] = median_time(lambda: pf(x, y))
+    report(title, res)
+    return res
+
+
+def bench_infer(sizes):
+    params = init_params(sizes)
+    x, _ = data(sizes, 1)
+    res = {}
+    f = graphc_infer(sizes, params)
+    res["graphc"] = median_time(lambda: f(x), min_time=0.3)
+    g = numpy_infer(params)
+    res["numpy"] = median_time(lambda: g(x), min_time=0.3)
+    torch = peer("torch")
+    if torch is not None:
+        model = torch.nn.Sequential(torch_model(torch, params), torch.nn.Softmax(dim=-1)).eval()
+        tx = torch.from_numpy(x)
+        with torch.inference_mode():
+            res["torch"] = median_time(lambda: model(tx), min_time=0.3)
+        ort, onnx = peer("onnxruntime"), peer("onnx")
+        if ort is not None and onnx is not None:
+            buf = io.BytesIO()
+            try:
+                torch.onnx.export(model, (tx,), buf, input_names=["x"], output_names=["y"], dynamo=False)
+                sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+                res["onnxruntime"] = median_time(lambda: sess.run(None, {"x": x}), min_time=0.3)
+            except Exception as exc:  # noqa: BLE001 - skip the peer, say why
+                print(f"  (onnxruntime skipped: {type(exc).__name__}: {exc})")
+    report(f"MLP {'-'.join(map(str, sizes))} inference, batch 1", res)
+
+
+def bench_compile(sizes):
+    params = init_params(sizes)
+    x, y = data(sizes, 128)
+    res = {}
+    t0 = time.perf_counter()
+    f = graphc_train(sizes, params)  # no cache_dir: a cold compile
+    f(x, y)
+    res["graphc"] = time.perf_counter() - t0
+    jax = peer("jax")
+    if jax is not None:
+        jstep = jax_train(jax, params)
+        ps = [jax.numpy.asarray(p) for p in params]
+        t0 = time.perf_counter()
+        out = jstep(ps, jax.numpy.asarray(x), jax.numpy.asarray(y))
+        out[1].block_until_ready()
+        res["jax"] = time.perf_counter() - t0
+    pytensor = peer("pytensor")
+    if pytensor is not None:
+        t0 = time.perf_counter()
+        pf = pytensor_train(pytensor, params)
+        pf(x, y)
+        res["pytensor (C cache warm)"] = time.perf_counter() - t0
+    report(f"cold compile + first call, MLP {'-'.join(map(str, sizes))} training step", res)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="+", default=["compile", "train_big", "train_small", "infer"])
+    args = ap.parse_args()
+    print(f"# MLP benchmarks -- {machine()}; {versions()}")
+    torch = peer("torch")
+    if torch is not None:
+        print(f"# torch threads: {torch.get_num_threads()}")
+    if "compile" in args.only:
+        bench_compile([784, 512, 256, 10])
+    if "train_big" in args.only:
+        bench_train("MLP 784-512-256-10, batch 128, SGD training step", [784, 512, 256, 10], 128)
+    if "train_small" in args.only:
+        bench_train("MLP 64-128-64-10, batch 32, SGD training step", [64, 128, 64, 10], 32)
+    if "infer" in args.only:
+        bench_infer([784, 512, 256, 10])
+
+
+if __name__ == "__main__":
+    main()

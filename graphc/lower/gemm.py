@@ -1,0 +1,345 @@
+"""Matrix multiply for the CPU: a BLIS-style packed GEMM emitted as LLVM IR with explicit
+vector types, and the plain loop it falls back to.
+
+``C[m, n] = A[m, k] @ B[k, n]`` (row-major, leading dimensions ``lda``, ``ldb``, ``ldc``) for
+float32 and float64 is one internal function per module and dtype, ``graphc_gemm_<dtype>``,
+that a matmul kernel calls once per matrix of its batch:
+
+- cache blocking: ``NC`` columns of B x ``KC`` rows are packed into ``NR``-wide panels
+  (``KC x NC`` on the stack), then ``MC`` rows of A x ``KC`` into ``MR``-tall panels
+  (``MC x KC`` on the stack); partial panels are zero-padded, so the micro-kernel always
+  computes a full tile;
+- register blocking: the micro-kernel keeps an ``MR x NR`` tile of C in ``MR * NR / VW``
+  vector accumulators (``VW`` lanes: 16 float32 with AVX-512, 8 with AVX2) and does
+  ``MR * NR / VW`` FMAs per step of ``k``: a row of B panel (``NR / VW`` vector loads) times
+  ``MR`` broadcast elements of the A panel;
+- edges: a full tile is written back with vector loads/stores; a partial one (``m`` or ``n``
+  not a multiple of the tile) goes through a small tile buffer and a scalar loop, so any
+  ``m``, ``n``, ``k`` (known at compile time or not) works; ``k == 0`` gives zeros.
+
+Shapes known at compile time with very few rows (``m < SMALL_M``, e.g. batch-1 inference)
+use the plain loop instead: it streams B once, which is all such a product needs. Integer
+dtypes always use the plain loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from graphc.lower.irutil import F32, F64, I1, I64, const_i64, for_range, gep
+
+SMALL_M = 4
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Blocking of the packed GEMM: vector lanes, register tile, cache blocks (elements)."""
+
+    vw: int   # lanes of one vector
+    mr: int   # rows of the register tile
+    nrv: int  # vectors per row of the register tile (NR = nrv * vw columns)
+    kc: int
+    mc: int
+    nc: int
+
+    @property
+    def nr(self) -> int:
+        return self.nrv * self.vw
+
+
+def _has_avx512() -> bool:
+    try:
+        from graphc.backend.jit import host_target
+        return "+avx512f" in host_target().features.split(",")
+    except Exception:  # noqa: BLE001 - no host information: assume AVX2
+        return False
+
+
+def config_for(dtype: str, avx512: bool | None = None) -> GemmConfig:
+    """The blocking used for ``dtype`` on this host (measured; see docs/performance.md)."""
+    if avx512 is None:
+        avx512 = _has_avx512()
+    bits = 512 if avx512 else 256
+    vw = bits // (32 if dtype == "float32" else 64)
+    if avx512:
+        return GemmConfig(vw=vw, mr=8, nrv=3, kc=256, mc=240, nc=480)
+    return GemmConfig(vw=vw, mr=6, nrv=2, kc=256, mc=144, nc=512)
+
+
+# ----------------------------------------------------------------------------- IR helpers
+def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _ceil_div(b: ir.IRBuilder, x: ir.Value, d: int) -> ir.Value:
+    return b.udiv(b.add(x, const_i64(d - 1)), const_i64(d))
+
+
+def _fma_fn(module: ir.Module, vty: ir.VectorType) -> ir.Function:
+    # declare_intrinsic("llvm.fma", [vector]) fails in llvmlite; a plain declaration works
+    name = f"llvm.fma.v{vty.count}{'f32' if vty.element == F32 else 'f64'}"
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(vty, [vty, vty, vty]), name)
+    return fn
+
+
+def _splat(b: ir.IRBuilder, x: ir.Value, vty: ir.VectorType) -> ir.Value:
+    v = b.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return b.shuffle_vector(v, ir.Constant(vty, ir.Undefined), mask)
+
+
+def _vptr(b: ir.IRBuilder, ptr: ir.Value, vty: ir.VectorType) -> ir.Value:
+    return b.bitcast(ptr, vty.as_pointer())
+
+
+# ----------------------------------------------------------------------------- the function
+def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
+    """``void graphc_gemm_<dtype>(i64 m, i64 n, i64 k, T* A, i64 lda, T* B, i64 ldb, T* C, i64 ldc)``,
+    emitted into ``module`` once."""
+    name = f"graphc_gemm_{dtype}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    cfg = cfg or config_for(dtype)
+    T = F32 if dtype == "float32" else F64
+    TP = T.as_pointer()
+    VW, MR, NRV, KC, MC, NC = cfg.vw, cfg.mr, cfg.nrv, cfg.kc, cfg.mc, cfg.nc
+    NR = cfg.nr
+    assert NC % NR == 0 and MC % MR == 0
+    V = ir.VectorType(T, VW)
+    zero_s = ir.Constant(T, 0.0)
+    zero_v = ir.Constant(V, [0.0] * VW)
+    fma = _fma_fn(module, V)
+    esize = 4 if dtype == "float32" else 8
+
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64]), name)
+    fn.linkage = "internal"
+    for i in (3, 5, 7):
+        fn.args[i].add_attribute("noalias")
+    m, n, kk, A, lda, B, ldb, C, ldc = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    ap_buf = b.alloca(ir.ArrayType(T, MC * KC), name="apack")
+    ap_buf.align = 64
+    bp_buf = b.alloca(ir.ArrayType(T, KC * NC), name="bpack")
+    bp_buf.align = 64
+    tile_buf = b.alloca(ir.ArrayType(T, MR * NR), name="tile")
+    tile_buf.align = 64
+    i32_0 = ir.Constant(ir.IntType(32), 0)
+    ap = b.gep(ap_buf, [i32_0, i32_0], inbounds=True)
+    bp = b.gep(bp_buf, [i32_0, i32_0], inbounds=True)
+    tile = b.gep(tile_buf, [i32_0, i32_0], inbounds=True)
+
+    # k == 0: C is zeros
+    with b.if_then(b.icmp_signed("==", kk, const_i64(0))):
+        with for_range(b, m, "zi") as i:
+            row = gep(b, C, b.mul(i, ldc))
+            with for_range(b, n, "zj") as j:
+                b.store(zero_s, gep(b, row, j))
+
+    with for_range(b, _ceil_div(b, n, NC), "jc") as jci:
+        jc = b.mul(jci, const_i64(NC))
+        nc = _min(b, const_i64(NC), b.sub(n, jc))
+        with for_range(b, _ceil_div(b, kk, KC), "pc") as pci:
+            pc = b.mul(pci, const_i64(KC))
+            kc = _min(b, const_i64(KC), b.sub(kk, pc))
+            first = b.icmp_signed("==", pci, const_i64(0))
+            _pack_b(b, B, ldb, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize)
+            with for_range(b, _ceil_div(b, m, MC), "ic") as ici:
+                ic = b.mul(ici, const_i64(MC))
+                mc = _min(b, const_i64(MC), b.sub(m, ic))
+                _pack_a(b, A, lda, ic, pc, mc, kc, ap, MR, zero_s)
+                with for_range(b, _ceil_div(b, nc, NR), "jr") as jri:
+                    jr = b.mul(jri, const_i64(NR))
+                    nr = _min(b, const_i64(NR), b.sub(nc, jr))
+                    bpanel = gep(b, bp, b.mul(jr, kc))
+                    with for_range(b, _ceil_div(b, mc, MR), "ir") as iri:
+                        ir_ = b.mul(iri, const_i64(MR))
+                        mr = _min(b, const_i64(MR), b.sub(mc, ir_))
+                        apanel = gep(b, ap, b.mul(ir_, kc))
+                        accs = _micro(b, fn, fma, apanel, bpanel, kc, MR, NRV, VW, V, zero_v)
+                        c0 = gep(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
+                        _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize)
+    b.ret_void()
+    return fn
+
+
+def _pack_b(b, B, ldb, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize) -> None:
+    """bp[jp*NR*kc + p*NR + c] = B[pc + p, jc + jp*NR + c] (0 past column nc)."""
+    with for_range(b, _ceil_div(b, nc, NR), "pbj") as jp:
+        col0 = b.mul(jp, const_i64(NR))
+        ncols = _min(b, const_i64(NR), b.sub(nc, col0))
+        src0 = gep(b, B, b.add(b.mul(pc, ldb), b.add(jc, col0)))
+        dst0 = gep(b, bp, b.mul(col0, kc))
+        with b.if_else(b.icmp_signed("==", ncols, const_i64(NR))) as (full, part):
+            with full:
+                with for_range(b, kc, "pbp") as p:
+                    src = gep(b, src0, b.mul(p, ldb))
+                    dst = gep(b, dst0, b.mul(p, const_i64(NR)))
+                    for v in range(NRV):
+                        x = b.load(_vptr(b, gep(b, src, const_i64(v * VW)), V), align=esize)
+                        b.store(x, _vptr(b, gep(b, dst, const_i64(v * VW)), V), align=64)
+            with part:
+                last = b.sub(ncols, const_i64(1))
+                with for_range(b, kc, "pbq") as p:
+                    src = gep(b, src0, b.mul(p, ldb))
+                    dst = gep(b, dst0, b.mul(p, const_i64(NR)))
+                    for c in range(NR):
+                        cc = const_i64(c)
+                        x = b.load(gep(b, src, _min(b, cc, last)))
+                        b.store(b.select(b.icmp_signed("<", cc, ncols), x, zero_s), gep(b, dst, cc))
+
+
+def _pack_a(b, A, lda, ic, pc, mc, kc, ap, MR, zero_s) -> None:
+    """ap[ip*MR*kc + p*MR + r] = A[ic + ip*MR + r, pc + p] (0 past row mc)."""
+    last = b.sub(mc, const_i64(1))
+    with for_range(b, _ceil_div(b, mc, MR), "pai") as ip:
+        row0 = b.mul(ip, const_i64(MR))
+        rows = []
+        valid = []
+        for r in range(MR):
+            row = b.add(row0, const_i64(r))
+            valid.append(b.icmp_signed("<", row, mc))
+            rows.append(gep(b, A, b.add(b.mul(b.add(ic, _min(b, row, last)), lda), pc)))
+        dst0 = gep(b, ap, b.mul(row0, kc))
+        with for_range(b, kc, "pap") as p:
+            dst = gep(b, dst0, b.mul(p, const_i64(MR)))
+            for r in range(MR):
+                x = b.load(gep(b, rows[r], p))
+                b.store(b.select(valid[r], x, zero_s), gep(b, dst, const_i64(r)))
+
+
+def _micro(b, fn, fma, apanel, bpanel, kc, MR, NRV, VW, V, zero_v) -> list[list[ir.Value]]:
+    """The register tile: acc[r][v] += apanel[p*MR + r] * bpanel[p*NR + v*VW : +VW] over p < kc."""
+    NR = NRV * VW
+    pre = b.block
+    head = fn.append_basic_block("mk.head")
+    body = fn.append_basic_block("mk.body")
+    end = fn.append_basic_block("mk.end")
+    b.branch(head)
+    b.position_at_end(head)
+    p = b.phi(I64, name="mk.p")
+    p.add_incoming(const_i64(0), pre)
+    accs = []
+    for r in range(MR):
+        row = []
+        for v in range(NRV):
+            phi = b.phi(V, name=f"acc{r}_{v}")
+            phi.add_incoming(zero_v, pre)
+            row.append(phi)
+        accs.append(row)
+    b.cbranch(b.icmp_signed("<", p, kc), body, end)
+    b.position_at_end(body)
+    bptr = gep(b, bpanel, b.mul(p, const_i64(NR)))
+    bv = [b.load(_vptr(b, gep(b, bptr, const_i64(v * VW)), V), align=64) for v in range(NRV)]
+    aptr = gep(b, apanel, b.mul(p, const_i64(MR)))
+    new = []
+    for r in range(MR):
+        a = _splat(b, b.load(gep(b, aptr, const_i64(r))), V)
+        new.append([b.call(fma, [a, bv[v], accs[r][v]]) for v in range(NRV)])
+    nxt = b.add(p, const_i64(1), flags=("nsw",))
+    p.add_incoming(nxt, b.block)
+    for r in range(MR):
+        for v in range(NRV):
+            accs[r][v].add_incoming(new[r][v], b.block)
+    b.branch(head)
+    b.position_at_end(end)
+    return accs
+
+
+def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize) -> None:
+    """C tile (+)= accs: vector stores for a full tile, a scalar loop over a partial one."""
+    full = b.and_(b.icmp_signed("==", mr, const_i64(MR)), b.icmp_signed("==", nr, const_i64(NR)))
+    with b.if_else(full) as (then, otherwise):
+        with then:
+            for r in range(MR):
+                crow = gep(b, c0, b.mul(const_i64(r), ldc))
+                for v in range(NRV):
+                    cp = _vptr(b, gep(b, crow, const_i64(v * VW)), V)
+                    old = b.load(cp, align=esize)
+                    b.store(b.select(first, accs[r][v], b.fadd(old, accs[r][v])), cp, align=esize)
+        with otherwise:
+            for r in range(MR):
+                for v in range(NRV):
+                    b.store(accs[r][v], _vptr(b, gep(b, tile, const_i64(r * NR + v * VW)), V), align=64)
+            with for_range(b, mr, "wr") as r:
+                crow = gep(b, c0, b.mul(r, ldc))
+                trow = gep(b, tile, b.mul(r, const_i64(NR)))
+                with for_range(b, nr, "wc") as c:
+                    x = b.load(gep(b, trow, c))
+                    cp = gep(b, crow, c)
+                    b.store(b.select(first, x, b.fadd(b.load(cp), x)), cp)
+
+
+# ----------------------------------------------------------------------------- the plain loop
+def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str) -> None:
+    """``C[i, :] = sum_p A[i, p] * B[p, :]``: the i-p-j loop (vectorised by LLVM over j)."""
+    from graphc.lower import scalar
+    fl = dtype.startswith("float")
+    zero = scalar.constant(0, dtype)
+    with for_range(b, ms, "i") as i:
+        crow = gep(b, pc, b.mul(i, ns))
+        with for_range(b, ns, "z") as j:
+            b.store(zero, gep(b, crow, j))
+        arow = gep(b, pa, b.mul(i, ks))
+        with for_range(b, ks, "p") as p:
+            av = b.load(gep(b, arow, p))
+            brow = gep(b, pb, b.mul(p, ns))
+            with for_range(b, ns, "j") as j:
+                cptr = gep(b, crow, j)
+                bv = b.load(gep(b, brow, j))
+                if fl:
+                    prod = b.fmul(av, bv, flags=("contract",))
+                    b.store(b.fadd(b.load(cptr), prod, flags=("contract",)), cptr)
+                else:
+                    b.store(b.add(b.load(cptr), b.mul(av, bv)), cptr)
+
+
+# ----------------------------------------------------------------------------- the kernel
+def lower_matmul(k) -> None:
+    """The body of a MATMUL kernel (``k`` is a ``graphc.lower.cpu.Kernel``): a loop over the
+    (broadcast) batch, one GEMM per matrix."""
+    from graphc.ir.shapes import as_dim
+    from graphc.lower.loops import broadcast_strides, contiguous_strides, emit_nest
+
+    node = k.node
+    a, bb = node.inputs
+    b = k.b
+    m, kk, n = a.shape[-2], a.shape[-1], bb.shape[-1]
+    batch = node.shape[:-2]
+    a_str = broadcast_strides(a.shape[:-2], batch)
+    b_str = broadcast_strides(bb.shape[:-2], batch)
+    o_str = contiguous_strides(batch)
+    a_mat, b_mat, o_mat = as_dim(m * kk), as_dim(kk * n), as_dim(m * n)
+
+    def scale(s, f):
+        return [as_dim(x * f) for x in s]
+
+    ms, ks, ns = k.size(m), k.size(kk), k.size(n)
+    dtype = node.dtype
+    packed = dtype in ("float32", "float64")
+    static_m = int(ms.constant) if isinstance(ms, ir.Constant) else None
+    if packed and static_m is not None and static_m < SMALL_M:
+        packed = False
+    gemm = gemm_function(b.module, dtype) if packed else None
+
+    def body(offsets: list[ir.Value]) -> None:
+        pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
+        if gemm is None:
+            emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
+        elif static_m is not None:
+            b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns])
+        else:  # rows known only at run time: few rows take the plain loop
+            with b.if_else(b.icmp_signed("<", ms, const_i64(SMALL_M))) as (few, many):
+                with few:
+                    emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
+                with many:
+                    b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns])
+
+    emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
+              [const_i64(0)] * 3, body)
+
+
+__all__ = ["GemmConfig", "config_for", "gemm_function", "emit_naive", "lower_matmul", "SMALL_M"]

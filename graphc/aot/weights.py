@@ -34,7 +34,7 @@ def pack_weights(entries: list[tuple[str, np.ndarray]]) -> bytes:
     data_offset = offset
     chunks = []
     for name, array in entries:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # ascontiguousarray makes 0-d arrays 1-d
         dtype = array.dtype.name
         if dtype not in DTYPE_CODES:
             raise InputError(f"weights: {name!r} has dtype {dtype}, which artifacts do not support")

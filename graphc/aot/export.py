@@ -80,7 +80,8 @@ def _model_function(model: Any, train: bool) -> tuple[Any, list[str], list[str]]
     if getattr(model, "optimizer", None) is None:
         raise InputError(f"model {model.name!r}: compile() it with an optimizer and loss before exporting "
                          "a training step")
-    ys = [np.zeros((1,) + tuple(t.shape[1:]), "float32") for t in model.outputs]
+    ys = [np.zeros((1,) + _label_shape(lobj, t), "float32") for (lobj, _), t in zip(model._resolve_losses(),
+                                                                                    model.outputs)]
     sws = [np.zeros((1,), "float32") for _ in model.outputs]
     saved = model._run_mode
     model._run_mode = "reference"
@@ -91,6 +92,12 @@ def _model_function(model: Any, train: bool) -> tuple[Any, list[str], list[str]]
     names = in_names + [f"y_{n}" for n in out_names] + [f"sample_weight_{n}" for n in out_names]
     outs = ["loss"] + [f"loss_{n}" for n in out_names] + out_names
     return fn, names, outs
+
+
+def _label_shape(loss: Any, output: Any) -> tuple:
+    """Per-sample label shape for a loss: integer class labels for sparse losses, else the output's."""
+    name = str(getattr(loss, "name", "") or getattr(loss, "__name__", "") or type(loss).__name__).lower()
+    return () if "sparse" in name else tuple(output.shape[1:])
 
 
 def _dims(shape: tuple, symbols: list) -> list[str]:

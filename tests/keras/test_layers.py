@@ -50,6 +50,32 @@ CASES = {
     "Maximum": _merge(lambda: L.Maximum()),
     "Minimum": _merge(lambda: L.Minimum()),
     "Dot": _merge(lambda: L.Dot(axes=-1)),
+    # issue 4: convolution and pooling
+    "Conv2D": _single(lambda: L.Conv2D(3, 3, activation="relu"), (5, 5, 2)),
+    "Conv2D_channels_first": _single(lambda: L.Conv2D(4, (2, 3), strides=2, padding="same", groups=2,
+                                                      data_format="channels_first"), (2, 4, 5)),
+    "Conv1D": _single(lambda: L.Conv1D(3, 2, padding="same"), (5, 2)),
+    "MaxPooling2D": _single(lambda: L.MaxPooling2D(), (4, 5, 2)),
+    "MaxPooling1D": _single(lambda: L.MaxPooling1D(2, padding="same"), (5, 2)),
+    "AveragePooling2D": _single(lambda: L.AveragePooling2D(2, strides=1, padding="same"), (3, 3, 2)),
+    "AveragePooling1D": _single(lambda: L.AveragePooling1D(), (4, 2)),
+    "GlobalAveragePooling2D": _single(lambda: L.GlobalAveragePooling2D(), (3, 3, 2)),
+    "GlobalAveragePooling1D": _single(lambda: L.GlobalAveragePooling1D(), (3, 2)),
+    "GlobalMaxPooling2D": _single(lambda: L.GlobalMaxPooling2D(keepdims=True), (3, 3, 2)),
+    "GlobalMaxPooling1D": _single(lambda: L.GlobalMaxPooling1D(), (3, 2)),
+    "ZeroPadding2D": _single(lambda: L.ZeroPadding2D(((1, 0), (0, 2))), (2, 2, 2)),
+    "ZeroPadding1D": _single(lambda: L.ZeroPadding1D(1), (2, 2)),
+    "Cropping2D": _single(lambda: L.Cropping2D(((1, 0), (0, 1))), (3, 3, 2)),
+    "Cropping1D": _single(lambda: L.Cropping1D((1, 0)), (3, 2)),
+    "UpSampling2D": _single(lambda: L.UpSampling2D((2, 1)), (2, 2, 2)),
+    "UpSampling1D": _single(lambda: L.UpSampling1D(2), (2, 2)),
+    # issue 4: normalisation and noise
+    "BatchNormalization": _single(lambda: L.BatchNormalization(momentum=0.5), (3, 4)),
+    "LayerNormalization": _single(lambda: L.LayerNormalization(), (3, 4)),
+    "SpatialDropout2D": _single(lambda: L.SpatialDropout2D(0.5), (2, 2, 3)),
+    "SpatialDropout1D": _single(lambda: L.SpatialDropout1D(0.5), (2, 3)),
+    "GaussianNoise": _single(lambda: L.GaussianNoise(0.1)),
+    "GaussianDropout": _single(lambda: L.GaussianDropout(0.2)),
 }
 CUSTOM = {"_double": _double}
 

@@ -13,6 +13,12 @@ from graphc.keras.layers.core import (Activation, Dense, Dropout, Flatten, Input
                                       RepeatVector, Reshape)
 from graphc.keras.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                                        average, concatenate, dot, maximum, minimum, multiply, subtract)
+from graphc.keras.layers.conv import *  # noqa: F401,F403  (issue 4: conv/pool/norm/embedding/recurrent)
+from graphc.keras.layers.conv import __all__ as _conv_all
+from graphc.keras.layers.pooling import *  # noqa: F401,F403
+from graphc.keras.layers.pooling import __all__ as _pooling_all
+from graphc.keras.layers.normalization import *  # noqa: F401,F403
+from graphc.keras.layers.normalization import __all__ as _norm_all
 
 
 def serialize(layer: Layer) -> dict[str, Any]:
@@ -30,3 +36,7 @@ __all__ = ["Layer", "InputSpec", "Input", "InputLayer", "Dense", "Activation", "
            "Permute", "RepeatVector", "Lambda", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
            "Concatenate", "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
            "dot", "serialize", "deserialize"]
+# Keras aliases (Convolution2D, MaxPool2D, ...) are importable but not listed in __all__.
+__all__ += [n for n in _conv_all + _pooling_all + _norm_all if n not in (
+    "Convolution1D", "Convolution2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D",
+    "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D")]

@@ -1,0 +1,207 @@
+"""Neural-network helpers built from existing primitive ops: convolution, pooling, padding,
+cropping, upsampling, normalisation.
+
+Nothing here adds an IR op. A convolution is im2col by stacking strided slices of the padded
+input (one slice per kernel offset) followed by one matmul with the ``(prod(k) * cin, cout)``
+kernel; max pooling is a max over the same stacked slices; average pooling divides a sum of
+slices by a constant count map. Shape inference, the NumPy reference, the gradient (by the
+autodiff of slice/concatenate/matmul/max) and the native lowering therefore all come from the
+primitives.
+
+Layout: ``x`` is channels-last, ``(batch, *spatial, channels)`` with 1 or 2 (or more) spatial
+axes; kernels are Keras's ``(*kernel_size, cin // groups, cout)``.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import numpy as np
+
+from graphc.errors import InputError, ShapeError
+from graphc.frontend import ops
+from graphc.frontend.variables import constant
+from graphc.ir.node import Node
+
+
+def _tuple(v: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    if isinstance(v, (int, np.integer)):
+        return (int(v),) * n
+    v = tuple(int(a) for a in v)
+    if len(v) != n:
+        raise InputError(f"{what} must be an int or a tuple of {n} ints, got {v}")
+    return v
+
+
+def conv_output_length(size: int, k: int, stride: int, padding: str, dilation: int = 1) -> int:
+    """The output length along one axis (Keras/TensorFlow conventions)."""
+    ek = (k - 1) * dilation + 1
+    if padding == "same":
+        return -(-size // stride)
+    if padding == "valid":
+        return (size - ek) // stride + 1
+    raise InputError(f"padding must be 'valid' or 'same', got {padding!r}")
+
+
+def same_padding(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """``(before, after)`` zero padding of TensorFlow's "same" (the extra one goes after)."""
+    ek = (k - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + ek - size, 0)
+    return total // 2, total - total // 2
+
+
+def _spatial(x: Node, nsp: int, what: str) -> tuple[int, ...]:
+    if x.ndim != nsp + 2:
+        raise ShapeError(f"{what}: expects a rank-{nsp + 2} input (batch, {nsp} spatial axes, channels), "
+                         f"got shape {tuple(x.shape)}")
+    sp = tuple(x.shape[1:1 + nsp])
+    if not all(isinstance(d, int) for d in sp):
+        raise ShapeError(f"{what}: spatial sizes must be static, got shape {tuple(x.shape)}")
+    return sp
+
+
+def _pad_input(x: Node, sp: Sequence[int], ks: Sequence[int], strides: Sequence[int], dil: Sequence[int],
+               padding: str, value: float, what: str) -> tuple[Node, list[int]]:
+    """``x`` padded as ``padding`` asks, and the output sizes."""
+    outs, widths = [], [(0, 0)]
+    for size, k, s, d in zip(sp, ks, strides, dil):
+        ek = (k - 1) * d + 1
+        if padding == "valid" and ek > size:
+            raise ShapeError(f"{what}: the {'dilated ' if d > 1 else ''}kernel size {tuple(ks)} is larger than the "
+                             f"input's spatial size {tuple(sp)} with padding='valid' (input shape "
+                             f"{(None,) + tuple(sp) + (x.shape[-1],)}); use padding='same' or a smaller kernel")
+        outs.append(conv_output_length(size, k, s, padding, d))
+        widths.append(same_padding(size, k, s, d) if padding == "same" else (0, 0))
+    widths.append((0, 0))
+    return ops.pad(x, widths, constant_values=value), outs
+
+
+def _patches(xp: Node, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int], outs: Sequence[int]) -> list[Node]:
+    """One strided slice of ``xp`` per kernel offset (row-major over the kernel), each of shape
+    ``(batch, *outs, channels)``."""
+    nsp = len(ks)
+    slices = []
+    for offs in itertools.product(*[range(k) for k in ks]):
+        idx = [slice(None)]
+        for o, s, d, n in zip(offs, strides, dil, outs):
+            start = o * d
+            idx.append(slice(start, start + (n - 1) * s + 1, s))
+        idx.append(slice(None))
+        slices.append(ops.getitem(xp, tuple(idx)))
+    assert all(p.ndim == nsp + 2 for p in slices)
+    return slices
+
+
+def conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str = "valid",
+         dilation_rate: int | Sequence[int] = 1, groups: int = 1, what: str = "conv") -> Node:
+    """N-d convolution (cross-correlation, as Keras) of channels-last ``x`` with a Keras-layout
+    kernel ``(*k, cin // groups, cout)``; no bias."""
+    nsp = kernel.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = tuple(kernel.shape[:nsp])
+    strides = _tuple(strides, nsp, "strides")
+    dil = _tuple(dilation_rate, nsp, "dilation_rate")
+    cin, cout = x.shape[-1], kernel.shape[-1]
+    if not isinstance(cin, int) or cin != kernel.shape[-2] * groups:
+        raise ShapeError(f"{what}: the input has {cin} channels (shape {(None,) + tuple(x.shape[1:])}) but the "
+                         f"kernel of shape {tuple(kernel.shape)} with groups={groups} expects "
+                         f"{kernel.shape[-2] * groups}")
+    if cout % groups:
+        raise ShapeError(f"{what}: {cout} filters are not divisible by groups={groups}")
+    xp, outs = _pad_input(x, sp, ks, strides, dil, padding, 0.0, what)
+    cols = _patches(xp, ks, strides, dil, outs)
+    kk = int(np.prod(ks))
+    batch = x.shape[0]
+    cg, og = cin // groups, cout // groups
+    results = []
+    for g in range(groups):
+        parts = cols if groups == 1 else [p[..., g * cg:(g + 1) * cg] for p in cols]
+        stacked = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]  # (B, *outs, kk*cg)
+        flat = ops.reshape(stacked, (-1, kk * cg))
+        kg = kernel if groups == 1 else kernel[..., g * og:(g + 1) * og]
+        y = ops.matmul(flat, ops.reshape(kg, (kk * cg, og)))
+        results.append(y)
+    y = results[0] if groups == 1 else ops.concatenate(results, axis=-1)
+    return ops.reshape(y, (batch,) + tuple(outs) + (cout,))
+
+
+def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: str = "valid", what: str = "max_pool") -> Node:
+    """Max pooling over the spatial axes of channels-last ``x`` (padding never wins)."""
+    nsp = x.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = _tuple(pool_size, nsp, "pool_size")
+    st = ks if strides is None else _tuple(strides, nsp, "strides")
+    lowest = float(np.finfo(np.dtype(x.dtype)).min) if "float" in x.dtype else -2.0 ** 31
+    xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, lowest, what)
+    cols = _patches(xp, ks, st, (1,) * nsp, outs)
+    if len(cols) == 1:
+        return cols[0]
+    y = cols[0]
+    for c in cols[1:]:
+        y = ops.maximum(y, c)
+    return y
+
+
+def avg_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: str = "valid", what: str = "avg_pool") -> Node:
+    """Average pooling; with "same" padding the padded positions are not counted (as Keras)."""
+    nsp = x.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = _tuple(pool_size, nsp, "pool_size")
+    st = ks if strides is None else _tuple(strides, nsp, "strides")
+    xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, 0.0, what)
+    cols = _patches(xp, ks, st, (1,) * nsp, outs)
+    total = cols[0]
+    for c in cols[1:]:
+        total = ops.add(total, c)
+    if padding == "valid":
+        return ops.divide(total, float(len(cols)))
+    # count of real (unpadded) positions in each window, computed once in NumPy
+    ones = np.ones((1,) + tuple(sp) + (1,), np.float64)
+    widths = [(0, 0)] + [same_padding(s, k, t) for s, k, t in zip(sp, ks, st)] + [(0, 0)]
+    onesp = np.pad(ones, widths)
+    cnt = np.zeros((1,) + tuple(outs) + (1,), np.float64)
+    for offs in itertools.product(*[range(k) for k in ks]):
+        idx = (slice(None),) + tuple(slice(o, o + (n - 1) * s + 1, s) for o, s, n in zip(offs, st, outs)) + (slice(None),)
+        cnt += onesp[idx]
+    return ops.divide(total, constant(cnt.astype(x.dtype)))
+
+
+def upsample_nearest(x: Node, size: Sequence[int]) -> Node:
+    """Repeat each spatial position ``size[i]`` times along spatial axis ``i`` (channels-last)."""
+    nsp = x.ndim - 2
+    size = _tuple(size, nsp, "size")
+    b, sp, c = x.shape[0], x.shape[1:1 + nsp], x.shape[-1]
+    inter = [b]
+    for d in sp:
+        inter += [d, 1]
+    y = ops.reshape(x, tuple(inter) + (c,))
+    full = [b]
+    for d, s in zip(sp, size):
+        full += [d, s]
+    y = ops.broadcast_to(y, tuple(full) + (c,))
+    return ops.reshape(y, (b,) + tuple(d * s for d, s in zip(sp, size)) + (c,))
+
+
+def moments(x: Node, axes: Sequence[int], keepdims: bool = False) -> tuple[Node, Node]:
+    """Mean and (biased) variance over ``axes``."""
+    mean = ops.mean(x, axis=tuple(axes), keepdims=True)
+    var = ops.mean(ops.square(ops.subtract(x, mean)), axis=tuple(axes), keepdims=True)
+    if not keepdims:
+        keep = [d for i, d in enumerate(x.shape) if i not in [a % x.ndim for a in axes]]
+        mean, var = ops.reshape(mean, tuple(keep)), ops.reshape(var, tuple(keep))
+    return mean, var
+
+
+def to_channels_last(x: Node) -> Node:
+    return ops.transpose(x, (0,) + tuple(range(2, x.ndim)) + (1,))
+
+
+def to_channels_first(x: Node) -> Node:
+    return ops.transpose(x, (0, x.ndim - 1) + tuple(range(1, x.ndim - 1)))
+
+
+__all__ = ["conv", "max_pool", "avg_pool", "upsample_nearest", "moments", "conv_output_length", "same_padding",
+           "to_channels_last", "to_channels_first"]

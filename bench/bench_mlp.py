@@ -19,7 +19,7 @@ os.environ.setdefault("PYTENSOR_FLAGS", "mode=FAST_RUN,linker=cvm")  # no numba 
 
 import numpy as np
 
-from common import machine, median_time, peer, report, versions
+from common import isolated, machine, median_time, peer, report, versions
 
 import graphc as gc
 
@@ -178,104 +178,134 @@ def pytensor_train(pytensor, params):
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def bench_train(title, sizes, batch):
+# Each measure_* function runs in its own child process (common.isolated) and imports only
+# the framework it measures; None means the framework is not installed.
+TRAIN_PEERS = ["graphc", "numpy", "torch", "jax", "pytensor"]
+INFER_PEERS = ["graphc", "numpy", "torch", "onnxruntime"]
+
+
+def measure_train(framework, sizes, batch):
     params = init_params(sizes)
     x, y = data(sizes, batch)
-    res = {}
-    f = graphc_train(sizes, params)
-    res["graphc"] = median_time(lambda: f(x, y))
-    step = numpy_train(params)
-    res["numpy"] = median_time(lambda: step(x, y))
-    torch = peer("torch")
-    if torch is not None:
-        tstep = torch_train(torch, params)
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y.argmax(1))
-        res["torch"] = median_time(lambda: tstep(tx, ty))
-    jax = peer("jax")
-    if jax is not None:
-        jstep = jax_train(jax, params)
-        state = {"ps": [jax.numpy.asarray(p) for p in params]}
-        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    if framework == "graphc":
+        f = graphc_train(sizes, params)
+        return median_time(lambda: f(x, y))
+    if framework == "numpy":
+        step = numpy_train(params)
+        return median_time(lambda: step(x, y))
+    mod = peer(framework)
+    if mod is None:
+        return None
+    if framework == "torch":
+        tstep = torch_train(mod, params)
+        tx, ty = mod.from_numpy(x), mod.from_numpy(y.argmax(1))
+        return median_time(lambda: tstep(tx, ty))
+    if framework == "jax":
+        jstep = jax_train(mod, params)
+        state = {"ps": [mod.numpy.asarray(p) for p in params]}
+        jx, jy = mod.numpy.asarray(x), mod.numpy.asarray(y)
 
         def run_jax():
             state["ps"], loss = jstep(state["ps"], jx, jy)
             loss.block_until_ready()
-        res["jax"] = median_time(run_jax)
-    pytensor = peer("pytensor")
-    if pytensor is not None:
-        pf = pytensor_train(pytensor, params)
-        res["pytensor"] = median_time(lambda: pf(x, y))
-    report(title, res)
-    return res
+        return median_time(run_jax)
+    if framework == "pytensor":
+        pf = pytensor_train(mod, params)
+        return median_time(lambda: pf(x, y))
+    raise ValueError(framework)
 
 
-def bench_infer(sizes):
+def measure_infer(framework, sizes):
     params = init_params(sizes)
     x, _ = data(sizes, 1)
-    res = {}
-    f = graphc_infer(sizes, params)
-    res["graphc"] = median_time(lambda: f(x), min_time=0.3)
-    g = numpy_infer(params)
-    res["numpy"] = median_time(lambda: g(x), min_time=0.3)
+    if framework == "graphc":
+        f = graphc_infer(sizes, params)
+        return median_time(lambda: f(x), min_time=0.3)
+    if framework == "numpy":
+        g = numpy_infer(params)
+        return median_time(lambda: g(x), min_time=0.3)
     torch = peer("torch")
-    if torch is not None:
-        model = torch.nn.Sequential(torch_model(torch, params), torch.nn.Softmax(dim=-1)).eval()
-        tx = torch.from_numpy(x)
+    if torch is None:
+        return None
+    model = torch.nn.Sequential(torch_model(torch, params), torch.nn.Softmax(dim=-1)).eval()
+    tx = torch.from_numpy(x)
+    if framework == "torch":
         with torch.inference_mode():
-            res["torch"] = median_time(lambda: model(tx), min_time=0.3)
-        ort, onnx = peer("onnxruntime"), peer("onnx")
-        if ort is not None and onnx is not None:
-            buf = io.BytesIO()
-            try:
-                torch.onnx.export(model, (tx,), buf, input_names=["x"], output_names=["y"], dynamo=False)
-                sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-                res["onnxruntime"] = median_time(lambda: sess.run(None, {"x": x}), min_time=0.3)
-            except Exception as exc:  # noqa: BLE001 - skip the peer, say why
-                print(f"  (onnxruntime skipped: {type(exc).__name__}: {exc})")
-    report(f"MLP {'-'.join(map(str, sizes))} inference, batch 1", res)
+            return median_time(lambda: model(tx), min_time=0.3)
+    if framework == "onnxruntime":
+        ort = peer("onnxruntime")
+        if ort is None or peer("onnx") is None:
+            return None
+        import warnings
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (tx,), buf, input_names=["x"], output_names=["y"], dynamo=False)
+        sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+        return median_time(lambda: sess.run(None, {"x": x}), min_time=0.3)
+    raise ValueError(framework)
 
 
-def bench_compile(sizes):
+def measure_compile(framework, sizes):
     params = init_params(sizes)
     x, y = data(sizes, 128)
-    res = {}
-    t0 = time.perf_counter()
-    f = graphc_train(sizes, params)  # no cache_dir: a cold compile
-    f(x, y)
-    res["graphc"] = time.perf_counter() - t0
-    jax = peer("jax")
-    if jax is not None:
-        jstep = jax_train(jax, params)
-        ps = [jax.numpy.asarray(p) for p in params]
+    if framework == "graphc":
+        import graphc.backend.jit  # noqa: F401 - imports are not compile time
         t0 = time.perf_counter()
-        out = jstep(ps, jax.numpy.asarray(x), jax.numpy.asarray(y))
+        f = graphc_train(sizes, params)  # no cache_dir: a cold compile
+        f(x, y)
+        return time.perf_counter() - t0
+    mod = peer(framework)
+    if mod is None:
+        return None
+    if framework == "jax":
+        jstep = jax_train(mod, params)
+        ps = [mod.numpy.asarray(p) for p in params]
+        jx, jy = mod.numpy.asarray(x), mod.numpy.asarray(y)
+        t0 = time.perf_counter()
+        out = jstep(ps, jx, jy)
         out[1].block_until_ready()
-        res["jax"] = time.perf_counter() - t0
-    pytensor = peer("pytensor")
-    if pytensor is not None:
+        return time.perf_counter() - t0
+    if framework == "pytensor":
         t0 = time.perf_counter()
-        pf = pytensor_train(pytensor, params)
+        pf = pytensor_train(mod, params)
         pf(x, y)
-        res["pytensor (C cache warm)"] = time.perf_counter() - t0
-    report(f"cold compile + first call, MLP {'-'.join(map(str, sizes))} training step", res)
+        return time.perf_counter() - t0
+    raise ValueError(framework)
+
+
+def _collect(fn, frameworks, *args, isolate=True):
+    res = {}
+    for name in frameworks:
+        t = isolated(fn, name, *args, isolate=isolate)
+        if t is not None:
+            res[name] = t
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", default=["compile", "train_big", "train_small", "infer"])
+    ap.add_argument("--no-isolate", action="store_true", help="run every framework in this process")
     args = ap.parse_args()
+    iso = not args.no_isolate
     print(f"# MLP benchmarks -- {machine()}; {versions()}")
-    torch = peer("torch")
-    if torch is not None:
-        print(f"# torch threads: {torch.get_num_threads()}")
+    print(f"# each framework measured in its own child process: {iso}")
     if "compile" in args.only:
-        bench_compile([784, 512, 256, 10])
+        sizes = [784, 512, 256, 10]
+        report(f"cold compile + first call, MLP {'-'.join(map(str, sizes))} training step",
+               _collect(measure_compile, ["graphc", "jax", "pytensor"], sizes, isolate=iso),
+               {"pytensor": "its C module cache may be warm"})
     if "train_big" in args.only:
-        bench_train("MLP 784-512-256-10, batch 128, SGD training step", [784, 512, 256, 10], 128)
+        report("MLP 784-512-256-10, batch 128, SGD training step",
+               _collect(measure_train, TRAIN_PEERS, [784, 512, 256, 10], 128, isolate=iso))
     if "train_small" in args.only:
-        bench_train("MLP 64-128-64-10, batch 32, SGD training step", [64, 128, 64, 10], 32)
+        report("MLP 64-128-64-10, batch 32, SGD training step",
+               _collect(measure_train, TRAIN_PEERS, [64, 128, 64, 10], 32, isolate=iso))
     if "infer" in args.only:
-        bench_infer([784, 512, 256, 10])
+        sizes = [784, 512, 256, 10]
+        report(f"MLP {'-'.join(map(str, sizes))} inference, batch 1",
+               _collect(measure_infer, INFER_PEERS, sizes, isolate=iso))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,22 @@ def peer(name: str):
         return None
 
 
+def isolated(fn, *args, isolate: bool = True):
+    """``fn(*args)`` in a fresh child process (spawned), so that one framework's thread pools
+    (OpenBLAS, OpenMP, XLA) never compete with another's; the script itself is still one run.
+    ``fn`` must be a module-level function; returns its result, or None if it raised."""
+    if not isolate:
+        return fn(*args)
+    import concurrent.futures
+    import multiprocessing
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        try:
+            return ex.submit(fn, *args).result()
+        except Exception as exc:  # noqa: BLE001 - a peer that fails is reported and skipped
+            print(f"  ({getattr(fn, '__name__', fn)}{args[:1]} failed: {type(exc).__name__}: {exc})")
+            return None
+
+
 def median_time(fn, min_time: float = 0.4, min_reps: int = 7, max_reps: int = 2000, warmup: int = 2) -> float:
     """Median seconds of one call of ``fn`` (after ``warmup`` calls)."""
     for _ in range(warmup):

@@ -230,8 +230,14 @@ static int load_weights(@NAME@_handle *h, const char *path) {
     return 0;
 }
 
+static int cpu_fits(void) {
+@CPU_CHECK@
+    return 1;
+}
+
 API @NAME@_handle *@NAME@_create(const char *weights_path) {
     last_error[0] = 0;
+    if (!cpu_fits()) return NULL;
     @NAME@_handle *h = calloc(1, sizeof *h);
     if (!h) { set_error("out of memory%s%.0lld", "", 0); return NULL; }
     char *found = NULL;
@@ -308,6 +314,8 @@ class CSpec:
     n_syms: int
     rng_index: int
     sha256: bytes
+    cpu_features: tuple[str, ...] = ()  # x86 features the code needs, checked in create()
+    cpu_name: str = ""
     train: bool = False
 
 
@@ -325,6 +333,25 @@ def _shape_cases(entries: list[tuple[str, str, list]]) -> str:
 
 def _list(items: list[str], empty: str = "0") -> str:
     return ", ".join(items) if items else empty
+
+
+# features GCC's __builtin_cpu_supports knows (x86), with the LLVM spelling
+GCC_CPU_FEATURES = ("sse3", "ssse3", "sse4.1", "sse4.2", "avx", "avx2", "fma", "bmi", "bmi2", "popcnt", "aes",
+                    "pclmul", "avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512cd", "avx512vbmi",
+                    "avx512ifma", "avx512vpopcntdq", "avx512vbmi2", "gfni", "vpclmulqdq", "avx512vnni",
+                    "avx512bitalg", "avx512bf16")
+
+
+def _cpu_check(spec: CSpec) -> str:
+    feats = [f for f in spec.cpu_features if f in GCC_CPU_FEATURES]
+    if not feats:
+        return "    /* no CPU features beyond the architecture's baseline */"
+    lines = ["#if defined(__x86_64__) || defined(__i386__)", "    __builtin_cpu_init();"]
+    for f in feats:
+        lines.append(f'    if (!__builtin_cpu_supports("{f}")) {{ set_error("this CPU lacks %s, which the artifact '
+                     f'(built for cpu {spec.cpu_name}) needs%.0lld", "{f}", 0); return 0; }}')
+    lines.append("#endif")
+    return "\n".join(lines)
 
 
 def render(spec: CSpec) -> tuple[str, str]:
@@ -354,6 +381,7 @@ def render(spec: CSpec) -> tuple[str, str]:
         "@SHA@": ", ".join(str(b) for b in spec.sha256),
         "@IN_SHAPES@": _shape_cases(spec.inputs),
         "@OUT_SHAPES@": _shape_cases(spec.outputs),
+        "@CPU_CHECK@": _cpu_check(spec),
     }
     header = HEADER_TEMPLATE.replace("@TRAIN_DECL@", TRAIN_DECL if spec.train else "")
     source = SOURCE_TEMPLATE.replace("@TRAIN_DEF@", TRAIN_DEF if spec.train else "")

@@ -189,7 +189,9 @@ def export(model_or_function: Any, path: str, target: str = "native", cpu: str |
         weights=[(DTYPE_CODES[np.asarray(a).dtype.name], tuple(np.shape(a)), int(np.asarray(a).nbytes))
                  for _, a in entries],
         n_shared=len(fn.shared), n_const=len(program.consts), n_syms=len(symbols),
-        rng_index=symbols.index(RNG_STEP), sha256=bytes.fromhex(digest), train=train or bool(targets))
+        rng_index=symbols.index(RNG_STEP), sha256=bytes.fromhex(digest), train=train or bool(targets),
+        cpu_features=tuple(f[1:] for f in tgt.features.split(",") if f.startswith("+")) if tgt.arch == "x86_64" else (),
+        cpu_name=tgt.cpu)
     header, source = csource.render(spec)
 
     os.makedirs(path, exist_ok=True)

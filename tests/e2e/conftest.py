@@ -16,23 +16,32 @@ if RUNTIME not in sys.path:
 
 
 @pytest.fixture(scope="session")
-def digits_artifact(tmp_path_factory):
-    """(artifact dir, model, x_test): the digits MLP trained briefly and exported."""
+def digits_export(tmp_path_factory):
+    """(output dir, {"mlp": model, "cnn": model}, x_test): examples/export_digits.py, trained briefly."""
     pytest.importorskip("sklearn")
     from export_digits import export_digits
-    out = str(tmp_path_factory.mktemp("art") / "digits")
-    model, x_test, _ = export_digits(out, epochs=3)
-    return out, model, x_test
+    out = str(tmp_path_factory.mktemp("art") / "digits_out")
+    models, x_test, _ = export_digits(out, epochs=2)
+    return out, models, x_test
 
 
 @pytest.fixture(scope="session")
-def c_program(digits_artifact, tmp_path_factory):
-    """Path of examples/c/digits_predict.c built against the artifact with the system cc."""
+def digits_artifact(digits_export):
+    """(artifact dir, model, x_test) of the exported digits MLP."""
+    out, models, x_test = digits_export
+    return os.path.join(out, "mlp"), models["mlp"], x_test
+
+
+@pytest.fixture(scope="session")
+def c_program(digits_export, tmp_path_factory):
+    """Path of examples/c/digits_predict.c built against both artifacts with the system cc."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")
-    art = digits_artifact[0]
+    mlp, cnn = (os.path.join(digits_export[0], k) for k in ("mlp", "cnn"))
     exe = str(tmp_path_factory.mktemp("cbin") / "digits_predict")
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", f"-I{art}", os.path.join(ROOT, "examples", "c", "digits_predict.c"),
-                    f"-L{art}", "-lgraphc_digits", f"-Wl,-rpath,{art}", "-o", exe], check=True)
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", f"-I{mlp}", f"-I{cnn}",
+                    os.path.join(ROOT, "examples", "c", "digits_predict.c"), f"-L{mlp}", f"-L{cnn}",
+                    "-lgraphc_digits", "-lgraphc_digits_cnn", f"-Wl,-rpath,{mlp}", f"-Wl,-rpath,{cnn}", "-o", exe],
+                   check=True)
     return exe

@@ -10,20 +10,22 @@ import numpy as np
 
 def _run(exe, art, *extra):
     n = 16
-    proc = subprocess.run([exe, os.path.join(art, "x_test.f32"), str(n), *extra], capture_output=True, text=True,
-                          timeout=20)
-    return proc
+    x = os.path.join(os.path.dirname(art), "x_test.f32")
+    return subprocess.run([exe, x, str(n), *extra], capture_output=True, text=True, timeout=20)
 
 
-def test_c_program_matches_predict(digits_artifact, c_program):
-    art, model, _ = digits_artifact
-    proc = _run(c_program, art)
+def test_c_program_matches_predict(digits_export, c_program):
+    out, models, _ = digits_export
+    proc = _run(c_program, os.path.join(out, "mlp"))
     assert proc.returncode == 0, proc.stderr
-    rows = [line.split() for line in proc.stdout.strip().splitlines()]
-    probs = np.array([[float(v) for v in r[2:]] for r in rows], np.float32)
-    expected = model.predict(np.load(os.path.join(art, "x_test.npy")), verbose=0)
-    np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)
-    assert [int(r[1]) for r in rows] == list(np.argmax(expected, 1))
+    x = np.load(os.path.join(out, "x_test.npy"))
+    lines = [line.split() for line in proc.stdout.strip().splitlines()]
+    for kind in ("mlp", "cnn"):  # two artifacts linked into one program
+        rows = [r for r in lines if r[0] == kind]
+        probs = np.array([[float(v) for v in r[3:]] for r in rows], np.float32)
+        expected = models[kind].predict(x, verbose=0)
+        np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)
+        assert [int(r[2]) for r in rows] == list(np.argmax(expected, 1))
 
 
 def test_shared_library_needs_only_libc(digits_artifact):

@@ -55,14 +55,14 @@ def test_clean_venv_runs_artifact(digits_artifact, tmp_path):
                 sys.exit("import " + banned + " worked in the clean environment")
         import numpy as np, graphc_runtime
         fn = graphc_runtime.load({art!r})
-        y = fn(np.load({os.path.join(art, 'x_test.npy')!r}))
+        y = fn(np.load({os.path.join(os.path.dirname(art), 'x_test.npy')!r}))
         np.save({str(tmp_path / 'y.npy')!r}, y)
         print("ok", graphc_runtime.__file__)
     """)
     proc = subprocess.run([python, "-I", "-c", script], capture_output=True, text=True, cwd=str(tmp_path),
                           timeout=20)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    expected = model.predict(np.load(os.path.join(art, "x_test.npy")), verbose=0)
+    expected = model.predict(np.load(os.path.join(os.path.dirname(art), "x_test.npy")), verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5, rtol=0)
 
 

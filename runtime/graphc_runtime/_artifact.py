@@ -54,6 +54,11 @@ def read_manifest(path: str) -> dict:
     for key in ("name", "inputs", "outputs", "target", "files", "weights", "entry_points"):
         if key not in manifest:
             raise ArtifactError(f"{mpath}: corrupted manifest (no {key!r})")
+    names = list(manifest["files"].values()) + [manifest["weights"].get("file")] \
+        if isinstance(manifest["files"], dict) and isinstance(manifest["weights"], dict) else [None]
+    for n in names:
+        if not isinstance(n, str) or not n or os.path.basename(n) != n or n.startswith("."):
+            raise ArtifactError(f"{mpath}: corrupted manifest (bad file name {n!r})")
     for io in manifest["inputs"] + manifest["outputs"]:
         if io.get("dtype") not in _DTYPES or not isinstance(io.get("shape"), list):
             raise ArtifactError(f"{mpath}: corrupted manifest (bad input/output entry {io!r})")

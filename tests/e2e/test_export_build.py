@@ -48,6 +48,10 @@ def test_aarch64_artifact_builds_here(small_model, tmp_path):
         assert os.path.exists(os.path.join(out, m["files"]["wrapper_source"]))
     with pytest.raises(graphc_runtime.ArtifactError, match="aarch64"):
         graphc_runtime.load(out)
+    # the wrapper is portable C: it compiles here too (linking needs the aarch64 toolchain)
+    proc = subprocess.run(["cc", "-fsyntax-only", "-Wall", "-Werror", "-std=gnu11", m["files"]["wrapper_source"]],
+                          cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_portable_x86_64_target(small_model, tmp_path):

@@ -105,6 +105,7 @@ def _edit_manifest(path, fn):
     ("truncated_manifest", "corrupted manifest"),
     ("missing_weights", "missing"),
     ("not_artifact", "no manifest.json"),
+    ("path_escape", "bad file name"),
 ])
 def test_refuses_bad_artifacts(digits_artifact, tmp_path, case, message):
     path = _copy(digits_artifact[0], tmp_path)
@@ -138,6 +139,8 @@ def test_refuses_bad_artifacts(digits_artifact, tmp_path, case, message):
         open(p, "wb").write(open(p, "rb").read()[:200])
     elif case == "missing_weights":
         os.remove(weights)
+    elif case == "path_escape":
+        _edit_manifest(path, lambda m: m["files"].update(library="../../../lib/libc.so.6"))
     elif case == "not_artifact":
         os.remove(os.path.join(path, "manifest.json"))
     with pytest.raises(ArtifactError, match=message):

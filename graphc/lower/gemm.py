@@ -290,6 +290,99 @@ def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize
                     b.store(b.select(first, x, b.fadd(b.load(cp), x)), cp)
 
 
+# ----------------------------------------------------------------------------- threads
+#: below this many multiply-adds a product runs on the calling thread only (creating and
+#: joining a thread costs tens of microseconds)
+PARALLEL_MIN_MACS = 1 << 24
+
+
+def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
+    """``void graphc_gemm_<dtype>_mt(m, n, k, A, lda, B, ldb, C, ldc, i64 threads)``: the
+    product split into ``threads`` slices of columns (or of rows, when C is taller than wide),
+    each slice a call of the single-thread GEMM; slices 1.. run on threads made with
+    ``pthread_create`` (libc), slice 0 on the caller. Small products and ``threads <= 1`` call
+    the GEMM directly; a thread that cannot be created runs its slice on the caller."""
+    name = f"graphc_gemm_{dtype}_mt"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    cfg = cfg or config_for(dtype)
+    gemm = gemm_function(module, dtype, cfg)
+    T = F32 if dtype == "float32" else F64
+    TP = T.as_pointer()
+    I8P = ir.IntType(8).as_pointer()
+    I32 = ir.IntType(32)
+    args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, TP, I64, TP, I64])
+    worker_ty = ir.FunctionType(I8P, [I8P])
+
+    worker = ir.Function(module, worker_ty, f"graphc_gemm_{dtype}_worker")
+    worker.linkage = "internal"
+    wb = ir.IRBuilder(worker.append_basic_block("entry"))
+    sp = wb.bitcast(worker.args[0], args_ty.as_pointer())
+    i32 = lambda v: ir.Constant(I32, v)  # noqa: E731
+    vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(9)]
+    wb.call(gemm, vals)
+    wb.ret(ir.Constant(I8P, None))
+
+    create = module.globals.get("pthread_create") or ir.Function(
+        module, ir.FunctionType(I32, [I64.as_pointer(), I8P, worker_ty.as_pointer(), I8P]), "pthread_create")
+    join = module.globals.get("pthread_join") or ir.Function(
+        module, ir.FunctionType(I32, [I64, I8P.as_pointer()]), "pthread_join")
+
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64, I64]), name)
+    fn.linkage = "internal"
+    m, n, kk, A, lda, B, ldb, C, ldc, nthreads = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    max_t = 64
+    slots = b.alloca(ir.ArrayType(args_ty, max_t), name="slices")
+    tids = b.alloca(ir.ArrayType(I64, max_t), name="tids")
+    started = b.alloca(ir.ArrayType(ir.IntType(8), max_t), name="started")
+    nt = _min(b, nthreads, const_i64(max_t))
+    macs = b.mul(b.mul(m, n), kk)
+    serial = b.or_(b.icmp_signed("<=", nt, const_i64(1)), b.icmp_signed("<", macs, const_i64(PARALLEL_MIN_MACS)))
+    with b.if_else(serial) as (one, many):
+        with one:
+            b.call(gemm, [m, n, kk, A, lda, B, ldb, C, ldc])
+        with many:
+            by_cols = b.icmp_signed(">=", n, m)
+            unit = b.select(by_cols, const_i64(cfg.nr), const_i64(cfg.mr))
+            total = b.select(by_cols, n, m)
+            per = b.sdiv(b.add(total, b.sub(nt, const_i64(1))), nt)           # ceil(total / nt)
+            per = b.mul(b.sdiv(b.add(per, b.sub(unit, const_i64(1))), unit), unit)  # to whole tiles
+            with for_range(b, nt, "slice") as t:
+                start = b.mul(t, per)
+                cnt = _min(b, per, b.sub(total, start))
+                cnt = b.select(b.icmp_signed("<", cnt, const_i64(0)), const_i64(0), cnt)
+                ms = b.select(by_cols, m, cnt)
+                ns = b.select(by_cols, cnt, n)
+                a0 = b.select(by_cols, A, gep(b, A, b.mul(start, lda)))
+                b0 = b.select(by_cols, gep(b, B, start), B)
+                c0 = gep(b, C, b.select(by_cols, start, b.mul(start, ldc)))
+                slot = b.gep(slots, [i32(0), t], inbounds=True)
+                for f, v in enumerate([ms, ns, kk, a0, lda, b0, ldb, c0, ldc]):
+                    b.store(v, b.gep(slot, [i32(0), i32(f)], inbounds=True))
+                flag = b.gep(started, [i32(0), t], inbounds=True)
+                b.store(ir.Constant(ir.IntType(8), 0), flag)
+                go = b.and_(b.icmp_signed(">", t, const_i64(0)), b.icmp_signed(">", cnt, const_i64(0)))
+                with b.if_then(go):
+                    rc = b.call(create, [b.gep(tids, [i32(0), t], inbounds=True), ir.Constant(I8P, None),
+                                         worker, b.bitcast(slot, I8P)])
+                    b.store(b.zext(b.icmp_signed("==", rc, i32(0)), ir.IntType(8)), flag)
+            # slice 0, and any slice whose thread could not be made, on this thread
+            with for_range(b, nt, "own") as t:
+                flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
+                with b.if_then(b.icmp_unsigned("==", flag, ir.Constant(ir.IntType(8), 0))):
+                    slot = b.gep(slots, [i32(0), t], inbounds=True)
+                    b.call(worker, [b.bitcast(slot, I8P)])
+            with for_range(b, nt, "join") as t:
+                flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
+                with b.if_then(b.icmp_unsigned("!=", flag, ir.Constant(ir.IntType(8), 0))):
+                    b.call(join, [b.load(b.gep(tids, [i32(0), t], inbounds=True)),
+                                  ir.Constant(I8P.as_pointer(), None)])
+    b.ret_void()
+    return fn
+
+
 # ----------------------------------------------------------------------------- the plain loop
 def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, unroll: int = 1) -> None:
     """``C[i, :] = sum_p A[i, p] * B[p, :]``: the i-p-j loop, vectorised by LLVM over j. For
@@ -359,23 +452,36 @@ def lower_matmul(k) -> None:
     static_m = int(ms.constant) if isinstance(ms, ir.Constant) else None
     if packed and static_m is not None and static_m < SMALL_M:
         packed = False
-    gemm = gemm_function(b.module, dtype) if packed else None
+    # CompileOptions.threads reaches here when the kernel carries the options (k.options)
+    threads = int(getattr(getattr(k, "options", None), "threads", 1) or 1)
+    if packed and threads > 1:
+        mt = gemm_parallel_function(b.module, dtype)
+        gemm = None
+
+        def call_gemm(args):
+            b.call(mt, list(args) + [const_i64(threads)])
+    elif packed:
+        gemm = gemm_function(b.module, dtype)
+
+        def call_gemm(args):
+            b.call(gemm, list(args))
+    packed_ok = packed
 
     def body(offsets: list[ir.Value]) -> None:
         pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
-        if gemm is None:
+        if not packed_ok:
             emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
         elif static_m is not None:
-            b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns])
+            call_gemm([ms, ns, ks, pa, ks, pb, ns, pc, ns])
         else:  # rows known only at run time: few rows take the plain loop
             with b.if_else(b.icmp_signed("<", ms, const_i64(SMALL_M))) as (few, many):
                 with few:
                     emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
                 with many:
-                    b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns])
+                    call_gemm([ms, ns, ks, pa, ks, pb, ns, pc, ns])
 
     emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
               [const_i64(0)] * 3, body)
 
 
-__all__ = ["GemmConfig", "config_for", "gemm_function", "emit_naive", "lower_matmul", "SMALL_M"]
+__all__ = ["GemmConfig", "config_for", "gemm_function", "gemm_parallel_function", "PARALLEL_MIN_MACS", "emit_naive", "lower_matmul", "SMALL_M"]

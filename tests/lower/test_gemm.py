@@ -181,3 +181,48 @@ def test_gradients_through_matmul_match_reference():
     native = gc.function([x], gw)(xv)
     ref = gc.function([x], gw, mode="reference")(xv)
     assert np.allclose(native, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def parallel():
+    from graphc.lower.gemm import gemm_parallel_function
+    module = ir.Module(name="gemm_mt_test")
+    fns = {}
+    for dtype in ("float32", "float64"):
+        gemm_parallel_function(module, dtype).linkage = ""
+    native = compile_ir(str(module))
+    for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
+        p = ctypes.POINTER(ct)
+        i = ctypes.c_int64
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, p, i, p, i, i)(native.address(f"graphc_gemm_{dtype}_mt"))
+    fns["_keep"] = native
+    return fns
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,k,n", [(301, 257, 263), (700, 190, 131), (97, 211, 901), (5, 40, 7)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_slices(parallel, dtype, m, k, n, threads):
+    """Slices by columns (n >= m) or rows, whole tiles per slice, the small-product shortcut."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c = np.full((m, n), np.nan, dtype)
+    ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
+    ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
+    parallel[dtype](m, n, k, ptr(a), k, ptr(b), n, ptr(c), n, threads)
+    _check(c, a, b, dtype)
+
+
+def test_kernel_threads_hook(monkeypatch):
+    """A kernel that carries CompileOptions(threads=2) (``k.options``) calls the threaded GEMM."""
+    import graphc.lower.cpu as cpu
+    monkeypatch.setattr(cpu.Kernel, "options", gc.CompileOptions(threads=2), raising=False)
+    rng = np.random.default_rng(9)
+    x, y = gc.placeholder((None, 300), "float32"), gc.placeholder((300, 290), "float32")
+    f = gc.function([x, y], x @ y)
+    assert "graphc_gemm_float32_mt" in f.llvm_ir
+    for m in (2, 7, 300):
+        a = rng.standard_normal((m, 300)).astype("float32")
+        b = rng.standard_normal((300, 290)).astype("float32")
+        _check(f(a, b), a, b, "float32")

@@ -76,8 +76,22 @@ CASES = {
     "SpatialDropout1D": _single(lambda: L.SpatialDropout1D(0.5), (2, 3)),
     "GaussianNoise": _single(lambda: L.GaussianNoise(0.1)),
     "GaussianDropout": _single(lambda: L.GaussianDropout(0.2)),
+    # issue 4: embedding and recurrent (the pre-Dense feeds Embedding through a cast to int:
+    # no gradient reaches it, see NO_UPSTREAM_GRAD)
+    "Embedding": _single(lambda: L.Embedding(12, 3), (4,)),
+    "SimpleRNN": _single(lambda: L.SimpleRNN(3, return_sequences=True), (3, 2)),
+    "LSTM": _single(lambda: L.LSTM(3, go_backwards=True), (3, 2)),
+    "GRU": _single(lambda: L.GRU(3, reset_after=False), (3, 2)),
+    "GRU_reset_after": _single(lambda: L.GRU(2, return_sequences=True), (3, 2)),
+    "Bidirectional": _single(lambda: L.Bidirectional(L.LSTM(2, return_sequences=True)), (3, 2)),
+    "TimeDistributed": _single(lambda: L.TimeDistributed(L.Dense(3)), (3, 2)),
 }
 CUSTOM = {"_double": _double}
+NO_UPSTREAM_GRAD = {"Embedding"}  # cases whose layer is not differentiable in its input
+# Cases run through the interpreter: their native compiles (unrolled recurrences, strided/grouped
+# convolutions) take 10-30 s each with the current LLVM pipeline; the native path of these
+# layers is covered by the Conv2D and SimpleRNN cases here and by tests/keras/test_conv.py.
+REFERENCE_CASES = {"LSTM", "GRU", "GRU_reset_after", "Bidirectional", "Conv2D_channels_first", "TimeDistributed"}
 
 
 def _model(name):
@@ -91,8 +105,18 @@ def _model(name):
     return Model(inputs, out), shapes
 
 
+@pytest.fixture
+def case_mode(request):
+    from graphc.keras import config
+    old = config.run_mode()
+    if request.node.callspec.params["name"] in REFERENCE_CASES:
+        config.set_run_mode("reference")
+    yield
+    config.set_run_mode(old)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_layer(name, tmp_path):
+def test_layer(name, tmp_path, case_mode):
     np.random.seed(0)
     model, shapes = _model(name)
     rng = np.random.default_rng(0)
@@ -111,7 +135,7 @@ def test_layer(name, tmp_path):
     model.train_on_batch(xs, y)
     after = model.get_weights()
     for n, b, a in zip(model.weights, before, after):
-        if id(n) in trainable_ids:
+        if id(n) in trainable_ids and not (name in NO_UPSTREAM_GRAD and str(n.name).startswith("pre")):
             assert not np.allclose(a, b), f"{n.name} was not updated"
     # config round trip
     cfg = layer.get_config()

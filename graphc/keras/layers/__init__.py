@@ -19,6 +19,10 @@ from graphc.keras.layers.pooling import *  # noqa: F401,F403
 from graphc.keras.layers.pooling import __all__ as _pooling_all
 from graphc.keras.layers.normalization import *  # noqa: F401,F403
 from graphc.keras.layers.normalization import __all__ as _norm_all
+from graphc.keras.layers.embedding import *  # noqa: F401,F403
+from graphc.keras.layers.embedding import __all__ as _embedding_all
+from graphc.keras.layers.recurrent import *  # noqa: F401,F403
+from graphc.keras.layers.recurrent import __all__ as _recurrent_all
 
 
 def serialize(layer: Layer) -> dict[str, Any]:
@@ -37,6 +41,6 @@ __all__ = ["Layer", "InputSpec", "Input", "InputLayer", "Dense", "Activation", "
            "Concatenate", "Dot", "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
            "dot", "serialize", "deserialize"]
 # Keras aliases (Convolution2D, MaxPool2D, ...) are importable but not listed in __all__.
-__all__ += [n for n in _conv_all + _pooling_all + _norm_all if n not in (
+__all__ += [n for n in _conv_all + _pooling_all + _norm_all + _embedding_all + _recurrent_all if n not in (
     "Convolution1D", "Convolution2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D",
     "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D")]

@@ -46,7 +46,9 @@ def resolve_target(target: str = "native", cpu: str | None = None, features: str
     from graphc.backend.jit import host_target
     if target == "native":
         host = host_target()
-        return Target(host.triple, cpu or host.cpu, host.features if features is None else features)
+        if features is None:  # the host's features fit the host's CPU only; LLVM derives them for another
+            features = host.features if cpu in (None, host.cpu) else ""
+        return Target(host.triple, cpu or host.cpu, features)
     triples = {"x86_64": ("x86_64-unknown-linux-gnu", "x86-64"), "aarch64": ("aarch64-unknown-linux-gnu", "generic")}
     if target in triples:
         triple, default_cpu = triples[target]

@@ -126,6 +126,89 @@ def conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str =
     return ops.reshape(y, (batch,) + tuple(outs) + (cout,))
 
 
+def depthwise_conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str = "valid",
+                   dilation_rate: int | Sequence[int] = 1, what: str = "depthwise_conv") -> Node:
+    """Depthwise convolution of channels-last ``x`` with a Keras depthwise kernel
+    ``(*k, cin, depth_multiplier)``: output channel ``c * depth_multiplier + m``; no bias.
+    A sum over kernel offsets of slice * kernel row (no matmul)."""
+    nsp = kernel.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = tuple(kernel.shape[:nsp])
+    strides = _tuple(strides, nsp, "strides")
+    dil = _tuple(dilation_rate, nsp, "dilation_rate")
+    cin, dm = x.shape[-1], kernel.shape[-1]
+    if cin != kernel.shape[-2]:
+        raise ShapeError(f"{what}: the input has {cin} channels (shape {(None,) + tuple(x.shape[1:])}) but the "
+                         f"depthwise kernel of shape {tuple(kernel.shape)} expects {kernel.shape[-2]}")
+    xp, outs = _pad_input(x, sp, ks, strides, dil, padding, 0.0, what)
+    cols = _patches(xp, ks, strides, dil, outs)
+    kflat = ops.reshape(kernel, (len(cols), cin, dm))
+    total = None
+    for p, col in enumerate(cols):
+        term = ops.multiply(ops.expand_dims(col, -1), kflat[p])  # (B, *outs, cin, dm)
+        total = term if total is None else ops.add(total, term)
+    return ops.reshape(total, (x.shape[0],) + tuple(outs) + (cin * dm,))
+
+
+def deconv_output_length(size: int, k: int, stride: int, padding: str, output_padding: int | None = None,
+                         dilation: int = 1) -> int:
+    """Keras's output length of a transposed convolution along one axis."""
+    ek = (k - 1) * dilation + 1
+    if output_padding is None:
+        return size * stride + max(ek - stride, 0) if padding == "valid" else size * stride
+    pad = ek // 2 if padding == "same" else 0
+    return (size - 1) * stride + ek - 2 * pad + output_padding
+
+
+def conv_transpose(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str = "valid",
+                   output_padding: Sequence[int | None] | None = None, dilation_rate: int | Sequence[int] = 1,
+                   what: str = "conv_transpose") -> Node:
+    """Transposed convolution (the gradient of :func:`conv` with respect to its input) of
+    channels-last ``x`` with a Keras kernel ``(*k, filters, cin)``; no bias. The input is
+    dilated by ``strides`` (interior padding), padded by the dilated kernel size - 1, and
+    convolved with the spatially flipped kernel; the result is cropped/extended to Keras's size."""
+    from graphc.ir.node import make_node
+    from graphc.ir.ops import Op
+    nsp = kernel.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = tuple(kernel.shape[:nsp])
+    strides = _tuple(strides, nsp, "strides")
+    dil = _tuple(dilation_rate, nsp, "dilation_rate")
+    ops_ = list(output_padding) if output_padding is not None else [None] * nsp
+    if x.shape[-1] != kernel.shape[-1]:
+        raise ShapeError(f"{what}: the input has {x.shape[-1]} channels (shape {(None,) + tuple(x.shape[1:])}) but "
+                         f"the kernel of shape {tuple(kernel.shape)} expects {kernel.shape[-1]}")
+    lo, hi, interior = [0], [0], [0]
+    crops = []
+    for size, k, s, d, op in zip(sp, ks, strides, dil, ops_):
+        ek = (k - 1) * d + 1
+        full = (size - 1) * s + ek
+        want = deconv_output_length(size, k, s, padding, op, d)
+        if op is None:
+            before = max(ek - s, 0) // 2 if padding == "same" else 0
+        else:
+            before = ek // 2 if padding == "same" else 0
+        lo.append(ek - 1)
+        hi.append(ek - 1)
+        interior.append(s - 1)
+        crops.append((before, want, full))
+    lo.append(0)
+    hi.append(0)
+    interior.append(0)
+    xd = make_node(Op.PAD, (x,), {"lo": tuple(lo), "hi": tuple(hi), "interior": tuple(interior), "value": 0.0})
+    flip = tuple([slice(None, None, -1)] * nsp + [slice(None), slice(None)])
+    kf = ops.transpose(ops.getitem(kernel, flip), tuple(range(nsp)) + (nsp + 1, nsp))
+    y = conv(xd, kf, 1, "valid", dil, 1, what=what)  # (B, *full, filters)
+    widths = [(0, 0)]
+    idx = [slice(None)]
+    for before, want, full in crops:
+        avail = full - before
+        widths.append((0, max(want - avail, 0)))
+        idx.append(slice(before, before + min(want, avail)))
+    y = ops.getitem(y, tuple(idx) + (slice(None),))
+    return ops.pad(y, widths + [(0, 0)])
+
+
 def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
              padding: str = "valid", what: str = "max_pool") -> Node:
     """Max pooling over the spatial axes of channels-last ``x`` (padding never wins)."""
@@ -203,5 +286,5 @@ def to_channels_first(x: Node) -> Node:
     return ops.transpose(x, (0, x.ndim - 1) + tuple(range(1, x.ndim - 1)))
 
 
-__all__ = ["conv", "max_pool", "avg_pool", "upsample_nearest", "moments", "conv_output_length", "same_padding",
+__all__ = ["conv", "depthwise_conv", "conv_transpose", "deconv_output_length", "max_pool", "avg_pool", "upsample_nearest", "moments", "conv_output_length", "same_padding",
            "to_channels_last", "to_channels_first"]

@@ -190,3 +190,45 @@ def test_small_convnet_learns():
     m.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x, y, epochs=15, batch_size=32, verbose=0)
     assert m.evaluate(x, y, verbose=0)[1] >= 0.95
+
+
+@pytest.mark.parametrize("pad,k,s", [("valid", 3, 2), ("same", 3, 2), ("same", 2, 3), ("valid", 2, 1)])
+def test_conv_transpose_matches_scatter_reference_and_gradient(pad, k, s, reference_mode):
+    rng = np.random.default_rng(7)
+    h = 4
+    x = rng.normal(size=(2, h, h, 3))
+    kern = rng.normal(size=(k, k, 2, 3))  # Keras layout (kh, kw, filters, in)
+    xp, kp = gc.placeholder(x.shape, "float64"), gc.placeholder(kern.shape, "float64")
+    got = gc.function([xp, kp], nn.conv_transpose(xp, kp, s, pad), mode="reference")(x, kern)
+    n = nn.deconv_output_length(h, k, s, pad)
+    full = np.zeros((2, (h - 1) * s + k, (h - 1) * s + k, 2))
+    for i, j in itertools.product(range(h), range(h)):
+        full[:, i * s:i * s + k, j * s:j * s + k] += np.einsum("bc,hwfc->bhwf", x[:, i, j], kern)
+    before = max(k - s, 0) // 2 if pad == "same" else 0
+    ref = np.zeros((2, n, n, 2))
+    m = min(n, full.shape[1] - before)
+    ref[:, :m, :m] = full[:, before:before + m, before:before + m]
+    np.testing.assert_allclose(got, ref, atol=1e-10)
+    fd_check(lambda a, b: nn.conv_transpose(a, b, s, pad), [x[:1, :3, :3].copy(), kern], rng)
+    layer = L.Conv2DTranspose(2, k, strides=s, padding=pad)
+    assert layer(x.astype("float32")).shape == (2, n, n, 2) and layer.kernel.shape == (k, k, 2, 3)
+
+
+def test_depthwise_and_separable_conv(reference_mode):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 5, 5, 3))
+    dw = rng.normal(size=(3, 3, 3, 2))
+    xp, kp = gc.placeholder(x.shape, "float64"), gc.placeholder(dw.shape, "float64")
+    got = gc.function([xp, kp], nn.depthwise_conv(xp, kp, 2, "same"), mode="reference")(x, dw)
+    np.testing.assert_allclose(got, np_conv(x, dw.reshape(3, 3, 1, 6), (2, 2), "same", groups=3), atol=1e-10)
+    fd_check(lambda a, b: nn.depthwise_conv(a, b, 1, "valid"), [x[:1, :4, :4].copy(), dw], rng)
+    sep = L.SeparableConv2D(4, 3, padding="same", depth_multiplier=2, use_bias=False)
+    y = sep(x.astype("float32"))
+    d, p = sep.get_weights()
+    assert d.shape == (3, 3, 3, 2) and p.shape == (1, 1, 6, 4)
+    ref = np_conv(np_conv(x, d.reshape(3, 3, 1, 6), (1, 1), "same", groups=3), p, (1, 1), "valid")
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    dlayer = L.DepthwiseConv2D(3, name="dw_ch")
+    dlayer(L.Input((5, 5, 3)))
+    with pytest.raises(gc.ShapeError, match=r"dw_ch.*axis -1 of size 3"):
+        dlayer(L.Input((5, 5, 4)))

@@ -54,6 +54,9 @@ CASES = {
     "Conv2D": _single(lambda: L.Conv2D(3, 3, activation="relu"), (5, 5, 2)),
     "Conv2D_channels_first": _single(lambda: L.Conv2D(4, (2, 3), strides=2, padding="same", groups=2,
                                                       data_format="channels_first"), (2, 4, 5)),
+    "Conv2DTranspose": _single(lambda: L.Conv2DTranspose(2, 3, strides=2, padding="same"), (3, 3, 2)),
+    "DepthwiseConv2D": _single(lambda: L.DepthwiseConv2D(2, depth_multiplier=2), (3, 3, 2)),
+    "SeparableConv2D": _single(lambda: L.SeparableConv2D(3, 2, padding="same"), (3, 3, 2)),
     "Conv1D": _single(lambda: L.Conv1D(3, 2, padding="same"), (5, 2)),
     "MaxPooling2D": _single(lambda: L.MaxPooling2D(), (4, 5, 2)),
     "MaxPooling1D": _single(lambda: L.MaxPooling1D(2, padding="same"), (5, 2)),
@@ -91,7 +94,8 @@ NO_UPSTREAM_GRAD = {"Embedding"}  # cases whose layer is not differentiable in i
 # Cases run through the interpreter: their native compiles (unrolled recurrences, strided/grouped
 # convolutions) take 10-30 s each with the current LLVM pipeline; the native path of these
 # layers is covered by the Conv2D and SimpleRNN cases here and by tests/keras/test_conv.py.
-REFERENCE_CASES = {"LSTM", "GRU", "GRU_reset_after", "Bidirectional", "Conv2D_channels_first", "TimeDistributed"}
+REFERENCE_CASES = {"LSTM", "GRU", "GRU_reset_after", "Bidirectional", "Conv2D_channels_first", "TimeDistributed",
+                   "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"}
 
 
 def _model(name):

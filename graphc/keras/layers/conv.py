@@ -152,7 +152,157 @@ class Conv1D(_Conv):
         super().__init__(filters, kernel_size, strides, padding, **kwargs)
 
 
+@ser.register("layer")
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution (the gradient of Conv2D with respect to its input), Keras's
+    kernel layout ``(kh, kw, filters, in_channels)`` and output sizes."""
+    rank = 2
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                 output_padding: Any = None, **kwargs: Any):
+        super().__init__(filters, kernel_size, strides, padding, **kwargs)
+        if self.groups != 1:
+            raise InputError(f"Conv2DTranspose: groups must be 1{where()}")
+        if output_padding is None:
+            self.output_padding = None
+        elif isinstance(output_padding, (int, np.integer)):
+            self.output_padding = (int(output_padding),) * self.rank
+        else:
+            self.output_padding = tuple(int(p) for p in output_padding)
+
+    def build(self, input_shape: Any) -> None:
+        cin = input_shape[self._channel_axis()]
+        if len(input_shape) != 4 or cin is None:
+            raise ShapeError(f"layer {self.name!r} (Conv2DTranspose) expects inputs of rank 4 with a known channel "
+                             f"axis, got shape {tuple(input_shape)}{where()}")
+        # Keras's transposed layout: (*k, filters, in)
+        self.kernel = self.add_weight("kernel", self.kernel_size + (self.filters, cin),
+                                      initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = self.add_weight("bias", (self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer, constraint=self.bias_constraint) \
+            if self.use_bias else None
+        self.input_spec = InputSpec(ndim=4, axes={self._channel_axis(): int(cin)})
+
+    def call(self, inputs: Node) -> Node:
+        x = ops.cast(inputs, self.dtype) if inputs.dtype != self.dtype else inputs
+        if self.data_format == "channels_first":
+            x = nn.to_channels_last(x)
+        y = nn.conv_transpose(x, self.kernel, self.strides, self.padding, self.output_padding, self.dilation_rate,
+                              what=f"layer {self.name!r} (Conv2DTranspose)")
+        if self.bias is not None:
+            y = ops.add(y, self.bias)
+        y = self.activation(y)
+        return nn.to_channels_first(y) if self.data_format == "channels_first" else y
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.pop("groups", None)
+        cfg["output_padding"] = None if self.output_padding is None else list(self.output_padding)
+        return cfg
+
+
+@ser.register("layer")
+class DepthwiseConv2D(_Conv):
+    """Each input channel convolved with its own ``depth_multiplier`` filters: depthwise_kernel
+    ``(kh, kw, in, depth_multiplier)``, output channel ``c * depth_multiplier + m``."""
+    rank = 2
+
+    def __init__(self, kernel_size: Any, strides: Any = 1, padding: str = "valid", depth_multiplier: int = 1,
+                 depthwise_initializer: Any = "glorot_uniform", depthwise_regularizer: Any = None,
+                 depthwise_constraint: Any = None, **kwargs: Any):
+        kwargs.pop("filters", None)
+        for k in ("kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+            kwargs.pop(k, None)
+        super().__init__(1, kernel_size, strides, padding, kernel_initializer=depthwise_initializer,
+                         kernel_regularizer=depthwise_regularizer, kernel_constraint=depthwise_constraint, **kwargs)
+        self.depth_multiplier = int(depth_multiplier)
+
+    def build(self, input_shape: Any) -> None:
+        cin = input_shape[self._channel_axis()]
+        if len(input_shape) != 4 or cin is None:
+            raise ShapeError(f"layer {self.name!r} (DepthwiseConv2D) expects inputs of rank 4 with a known channel "
+                             f"axis, got shape {tuple(input_shape)}{where()}")
+        self.depthwise_kernel = self.add_weight("depthwise_kernel", self.kernel_size + (cin, self.depth_multiplier),
+                                                initializer=self.kernel_initializer,
+                                                regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = self.add_weight("bias", (cin * self.depth_multiplier,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer, constraint=self.bias_constraint) \
+            if self.use_bias else None
+        self.input_spec = InputSpec(ndim=4, axes={self._channel_axis(): int(cin)})
+
+    def _depthwise(self, x: Node) -> Node:
+        return nn.depthwise_conv(x, self.depthwise_kernel, self.strides, self.padding, self.dilation_rate,
+                                 what=f"layer {self.name!r} ({type(self).__name__})")
+
+    def call(self, inputs: Node) -> Node:
+        x = ops.cast(inputs, self.dtype) if inputs.dtype != self.dtype else inputs
+        if self.data_format == "channels_first":
+            x = nn.to_channels_last(x)
+        y = self._depthwise(x)
+        if self.bias is not None:
+            y = ops.add(y, self.bias)
+        y = self.activation(y)
+        return nn.to_channels_first(y) if self.data_format == "channels_first" else y
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        for k in ("filters", "groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+            cfg.pop(k, None)
+        cfg.update({"depth_multiplier": self.depth_multiplier,
+                    "depthwise_initializer": initializers.serialize(self.kernel_initializer),
+                    "depthwise_regularizer": regularizers.serialize(self.kernel_regularizer),
+                    "depthwise_constraint": constraints.serialize(self.kernel_constraint)})
+        return cfg
+
+
+@ser.register("layer")
+class SeparableConv2D(DepthwiseConv2D):
+    """A depthwise convolution followed by a 1x1 (pointwise) convolution to ``filters``:
+    depthwise_kernel ``(kh, kw, in, depth_multiplier)``, pointwise_kernel
+    ``(1, 1, in * depth_multiplier, filters)``, bias ``(filters,)``."""
+
+    def __init__(self, filters: int, kernel_size: Any, strides: Any = 1, padding: str = "valid",
+                 depth_multiplier: int = 1, pointwise_initializer: Any = "glorot_uniform",
+                 pointwise_regularizer: Any = None, pointwise_constraint: Any = None, **kwargs: Any):
+        super().__init__(kernel_size, strides, padding, depth_multiplier, **kwargs)
+        if not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise InputError(f"SeparableConv2D: filters must be a positive int, got {filters!r}{where()}")
+        self.filters = int(filters)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
+
+    def build(self, input_shape: Any) -> None:
+        use_bias, self.use_bias = self.use_bias, False
+        super().build(input_shape)
+        self.use_bias = use_bias
+        cin = input_shape[self._channel_axis()]
+        self.pointwise_kernel = self.add_weight("pointwise_kernel", (1, 1, cin * self.depth_multiplier, self.filters),
+                                                initializer=self.pointwise_initializer,
+                                                regularizer=self.pointwise_regularizer,
+                                                constraint=self.pointwise_constraint)
+        self.bias = self.add_weight("bias", (self.filters,), initializer=self.bias_initializer,
+                                    regularizer=self.bias_regularizer, constraint=self.bias_constraint) \
+            if self.use_bias else None
+
+    def _depthwise(self, x: Node) -> Node:
+        y = super()._depthwise(x)
+        return nn.conv(y, self.pointwise_kernel, what=f"layer {self.name!r} (SeparableConv2D)")
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update({"filters": self.filters,
+                    "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+                    "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+                    "pointwise_constraint": constraints.serialize(self.pointwise_constraint)})
+        return cfg
+
+
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution2D = SeparableConv2D
 
-__all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D"]
+__all__ = ["Conv1D", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Convolution1D",
+           "Convolution2D"]

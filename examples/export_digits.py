@@ -36,16 +36,18 @@ def train(kind: str = "mlp", epochs: int = 20, seed: int = 0):
     model = Sequential(layers, name=f"digits_{kind}")
     model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate=3e-3),
                   metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=0)
+    if epochs:
+        model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=0)
     return model, x_test.astype("float32"), y_test
 
 
-def export_digits(out: str, epochs: int = 20, seed: int = 0, n_test: int = 16, kinds=("mlp", "cnn")):
-    """Train, export to ``out/<kind>`` and write test inputs and expected outputs; returns
-    ``{kind: model}`` and the test split."""
+def export_digits(out: str, epochs=20, seed: int = 0, n_test: int = 16, kinds=("mlp", "cnn")):
+    """Train (``epochs``: a number, or {kind: number}), export to ``out/<kind>`` and write test
+    inputs and expected outputs; returns ``{kind: model}`` and the test split."""
     models = {}
     for kind in kinds:
-        model, x_test, y_test = train(kind, epochs, seed)
+        n_epochs = epochs.get(kind, 20) if isinstance(epochs, dict) else epochs
+        model, x_test, y_test = train(kind, n_epochs, seed)
         art = os.path.join(out, kind)
         model.export(art, name="digits" if kind == "mlp" else "digits_cnn")
         x = np.ascontiguousarray(x_test[:n_test])

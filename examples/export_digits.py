@@ -3,10 +3,12 @@ artifacts that run without Python (or from Python with only numpy + graphc_runti
 
     python examples/export_digits.py digits_out      # train, export, write test inputs
     make -C examples/c OUT=$PWD/digits_out run       # the C program prints both models' predictions
+    make -C examples/c OUT=$PWD/digits_out finetune  # training steps from C (train-step artifact)
 
 Writes into ``OUT``: ``mlp/`` (artifact "digits", input (batch, 64)) and ``cnn/`` (artifact
-"digits_cnn", input (batch, 8, 8, 1)), each with ``expected.npy`` (model.predict on the test
-inputs), plus ``x_test.f32`` (raw little-endian float32, n x 64) and ``x_test.npy``.
+"digits_cnn", input (batch, 64) reshaped to 8x8x1 inside), each with ``expected.npy`` (model.predict on the test
+inputs), ``train/`` (artifact "digits_train": the MLP's training step), plus ``x_test.f32``
+(raw little-endian float32, n x 64), ``y_test.f32`` (labels as float32) and ``x_test.npy``.
 """
 from __future__ import annotations
 
@@ -41,19 +43,22 @@ def train(kind: str = "mlp", epochs: int = 20, seed: int = 0):
     return model, x_test.astype("float32"), y_test
 
 
-def export_digits(out: str, epochs=20, seed: int = 0, n_test: int = 16, kinds=("mlp", "cnn")):
+def export_digits(out: str, epochs=20, seed: int = 0, n_test: int = 16, kinds=("mlp", "cnn", "train")):
     """Train (``epochs``: a number, or {kind: number}), export to ``out/<kind>`` and write test
     inputs and expected outputs; returns ``{kind: model}`` and the test split."""
     models = {}
     for kind in kinds:
         n_epochs = epochs.get(kind, 20) if isinstance(epochs, dict) else epochs
-        model, x_test, y_test = train(kind, n_epochs, seed)
+        model, x_test, y_test = train("mlp" if kind == "train" else kind, n_epochs, seed)
         art = os.path.join(out, kind)
-        model.export(art, name="digits" if kind == "mlp" else "digits_cnn")
+        # "train": the MLP's training step, for fine-tuning from C (examples/c/finetune.c)
+        model.export(art, name={"mlp": "digits", "cnn": "digits_cnn", "train": "digits_train"}[kind],
+                     train=kind == "train")
         x = np.ascontiguousarray(x_test[:n_test])
         np.save(os.path.join(art, "expected.npy"), model.predict(x, verbose=0))
         models[kind] = model
     x.astype("<f4").tofile(os.path.join(out, "x_test.f32"))
+    y_test[:n_test].astype("<f4").tofile(os.path.join(out, "y_test.f32"))
     np.save(os.path.join(out, "x_test.npy"), x)
     return models, x_test, y_test
 
@@ -63,6 +68,8 @@ def main(out: str = "digits_out") -> int:
     models, x_test, y_test = export_digits(out)
     print(f"trained and exported in {time.perf_counter() - t:.1f} s")
     for kind, model in models.items():
+        if kind == "train":
+            continue
         acc = float(np.mean(np.argmax(model.predict(x_test, verbose=0), 1) == y_test))
         print(f"{kind}: test accuracy {acc:.4f}")
         art = os.path.join(out, kind)

@@ -22,7 +22,7 @@ def digits_export(tmp_path_factory):
     from export_digits import export_digits
     out = str(tmp_path_factory.mktemp("art") / "digits_out")
     # the convnet is exported untrained: training its graph takes longer than these tests may
-    models, x_test, _ = export_digits(out, epochs={"mlp": 2, "cnn": 0})
+    models, x_test, _ = export_digits(out, epochs={"mlp": 2, "cnn": 0}, kinds=("mlp", "cnn"))
     return out, models, x_test
 
 

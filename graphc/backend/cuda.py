@@ -161,7 +161,8 @@ class Context:
         _call("cuCtxSetCurrent", self.handle)
 
     # modules and launches
-    def load_module(self, ptx: str) -> Module:
+    def load_module(self, ptx: str, llvm_ir: str | None = None) -> Module:
+        """Load PTX (``llvm_ir`` is ignored here; the emulator runs that instead)."""
         handle = ctypes.c_void_p()
         log = ctypes.create_string_buffer(16384)
         opts = (ctypes.c_int * 2)(CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)

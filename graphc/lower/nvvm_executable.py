@@ -67,6 +67,9 @@ class CudaExecutable:
         self._updated = [ids[id(t)] for t in update_targets]
         self._consts = [np.ascontiguousarray(a) for _, a in self.program.consts]
         self._ctx: cuda.Context | None = None
+        # Where to run: None is the process's CUDA context; tests may set an EmulatedContext
+        # (graphc/lower/nvvm_emulate.py) before the first call.
+        self.context = None
 
     # ------------------------------------------------------------------------- device state
     def _device(self) -> cuda.Context:
@@ -74,11 +77,11 @@ class CudaExecutable:
             self._ctx.make_current()
             return self._ctx
         try:
-            ctx = cuda.Context.get()
+            ctx = self.context if self.context is not None else cuda.Context.get()
         except cuda.NoCudaDevice as exc:
             raise cuda.NoCudaDevice(f"{self.name}: compiled for target='cuda', but it cannot run here: {exc}. "
                                     "Its PTX is in fn.ptx; compile with target='cpu' to run on this machine.") from None
-        self.module = ctx.load_module(self.ptx)
+        self.module = ctx.load_module(self.ptx, llvm_ir=self.llvm_ir)
         self._fns = [self.module.function(l.kernel) for l in self.nvvm.launches]
         self._const_bufs = []
         for a in self._consts:

@@ -47,8 +47,10 @@ def _binary(op, dtype="float32"):
 
 def _reduce(op, axis, dtype="float32"):
     def build():
-        x = gc.placeholder((None, 6, 33), dtype, name="x")
-        a = rng.integers(-3, 4, (5, 6, 33)).astype(dtype) if dtype.startswith("int") else _f((5, 6, 33), dtype, 0.5, 1.5)
+        # few output rows (the emulator runs one block per row), a reduced extent above BLOCK
+        shape = (300, 2, 3) if axis == 0 else (4, 3, 300)
+        x = gc.placeholder((None,) + shape[1:], dtype, name="x")
+        a = rng.integers(-3, 4, shape).astype(dtype) if dtype.startswith("int") else _f(shape, dtype, 0.9, 1.1)
         return [x], [getattr(ops, op)(x, axis=axis)], [a]
     return build
 
@@ -68,8 +70,9 @@ def _matmul(sa, sb, dtype="float32"):
 
 def _softmax(op, axis):
     def build():
-        x = gc.placeholder((None, 300), name="x")
-        return [x], [getattr(ops, op)(x, axis=axis)], [_f((9, 300), low=-5, high=5)]
+        shape = (300, 9) if axis == 0 else (9, 300)
+        x = gc.placeholder((None, shape[1]), name="x")
+        return [x], [getattr(ops, op)(x, axis=axis)], [_f(shape, low=-5, high=5)]
     return build
 
 
@@ -139,7 +142,7 @@ CASES = {
     "binary_add_float64": (_binary("add", "float64"), 0, {"elementwise"}),
     **{f"reduce_{op}_{ax}": (_reduce(op, ax), 0, {"reduction"}) for op in ["sum", "prod", "max", "min"]
        for ax in [0, 2, (0, 2), None]},
-    "reduce_sum_int32": (_reduce("sum", 1, "int32"), 0, {"reduction"}),
+    "reduce_sum_int32": (_reduce("sum", 2, "int32"), 0, {"reduction"}),
     "reduce_max_float64": (_reduce("max", 2, "float64"), 0, {"reduction"}),
     "matmul_2d": (_matmul((None, 37), (37, 19)), 0, {"matmul"}),
     "matmul_batched": (_matmul((2, None, 20), (2, 20, 17)), 0, {"matmul"}),
@@ -242,6 +245,58 @@ def test_launch_dims():
     assert nvvm.launch_dims(("tiles", 33, 17, 4), {}) == ((2, 3, 4), (nvvm.TILE, nvvm.TILE, 1))
 
 
+# ----------------------------------------------------------------------------- emulated (no GPU)
+def _emulated(fn):
+    from graphc.lower.nvvm_emulate import EmulatedContext
+    fn._native.context = EmulatedContext()
+    return fn
+
+
+def _compare(got, want):
+    got = got if isinstance(got, list) else [got]
+    want = want if isinstance(want, list) else [want]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        if w.dtype.kind == "f":
+            np.testing.assert_allclose(g, w, **_tol(w.dtype))
+        else:
+            np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_emulated_kernels_match_cpu(name):
+    """The NVVM kernels run on the host by the emulator (threads, barriers, shared memory)."""
+    fg, arrays = _compile(name, "cuda")
+    _emulated(fg)
+    fc, _ = _compile(name, "cpu")
+    for _ in range(2):
+        _compare(fg(*arrays), fc(*arrays))
+
+
+def test_emulated_mlp_training_matches_cpu():
+    fg, pg = _mlp("cuda")
+    _emulated(fg)
+    fc, pc = _mlp("cpu")
+    r = np.random.default_rng(5)
+    for _ in range(3):
+        x = r.normal(size=(40, 20)).astype("float32")
+        y = np.eye(10, dtype="float32")[r.integers(0, 10, 40)]
+        np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
+    from graphc.frontend.variables import get_value, set_value
+    for a, b in zip(pg, pc):
+        np.testing.assert_allclose(get_value(a), get_value(b), rtol=1e-4, atol=1e-5)
+    set_value(pg[0], np.zeros((20, 32), np.float32))  # a host-side change is uploaded again
+    set_value(pc[0], np.zeros((20, 32), np.float32))
+    np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
+
+
+def test_emulated_index_error():
+    fg, arrays = _compile("take", "cuda")
+    _emulated(fg)
+    with pytest.raises(gc.InputError, match="out of range"):
+        fg(arrays[0], np.array([0, 99], np.int64))
+
+
 # ----------------------------------------------------------------------------- on a GPU
 gpu = pytest.mark.skipif(not cuda.available(), reason="no CUDA device (libcuda or GPU absent)")
 
@@ -257,15 +312,7 @@ def test_gpu_matches_cpu(name):
     fg, arrays = _compile(name, "cuda")
     fc, _ = _compile(name, "cpu")
     for _ in range(2):  # the second call reuses buffers (and advances the random stream)
-        got, want = fg(*arrays), fc(*arrays)
-        got = got if isinstance(got, list) else [got]
-        want = want if isinstance(want, list) else [want]
-        for g, w in zip(got, want):
-            assert g.shape == w.shape and g.dtype == w.dtype
-            if w.dtype.kind == "f":
-                np.testing.assert_allclose(g, w, **_tol(w.dtype))
-            else:
-                np.testing.assert_array_equal(g, w)
+        _compare(fg(*arrays), fc(*arrays))
 
 
 @pytest.mark.gpu

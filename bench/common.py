@@ -63,7 +63,7 @@ def fmt(seconds: float) -> str:
 
 def report(title: str, results: dict[str, float], extra: dict[str, str] | None = None) -> None:
     """Print one benchmark's medians and the graphc/peer ratios."""
-    print(f"\n== {title}")
+    print(f"\n== {title}   [{load()}]")
     g = results.get("graphc")
     for name, t in results.items():
         ratio = "" if name == "graphc" or g is None else f"   graphc/{name} = {g / t:6.3f}"
@@ -81,6 +81,14 @@ def versions() -> str:
     return ", ".join(out)
 
 
+def load() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return "load average " + " ".join(f.read().split()[:3])
+    except OSError:
+        return "load average ?"
+
+
 def machine() -> str:
     try:
         import llvmlite.binding as llvm
@@ -88,4 +96,4 @@ def machine() -> str:
         cpu = llvm.get_host_cpu_name()
     except Exception:  # noqa: BLE001
         cpu = "?"
-    return f"{os.cpu_count()} CPUs, LLVM CPU {cpu}"
+    return f"{os.cpu_count()} CPUs, LLVM CPU {cpu}, {load()}"

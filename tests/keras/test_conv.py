@@ -16,6 +16,14 @@ from graphc.frontend import nn
 from graphc.keras import config, layers as L
 
 
+
+@pytest.fixture(autouse=True)
+def _keep_numpy_global_rng():
+    """Leave NumPy's global generator as found: later tests draw initial weights from it."""
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
 @pytest.fixture
 def reference_mode():
     """Eager layer calls through the interpreter (native compiles of conv graphs take seconds)."""

@@ -12,6 +12,14 @@ from graphc.keras import config, layers as L
 from graphc.keras.models import Model
 
 
+
+@pytest.fixture(autouse=True)
+def _keep_numpy_global_rng():
+    """Leave NumPy's global generator as found: later tests draw initial weights from it."""
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
 @pytest.fixture(autouse=True)
 def reference_mode():
     """The interpreter: recurrent layers are unrolled, and native compiles grow with length."""

@@ -100,3 +100,20 @@ def test_embedding_lstm_and_time_distributed():
         return lib.Sequential([L.Input((5,), dtype="int32"), L.Embedding(10, 4), L.TimeDistributed(L.Dense(3)),
                                L.GRU(3), L.Dense(2)])
     check_parity(build, x, y)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_mask_zero(cls):
+    """Padded (zero) steps are skipped, as in Keras."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 10, size=(6, 5))
+    x[0, 3:] = 0
+    x[1, 1:] = 0
+    x[2, 4:] = 0
+    y = rng.normal(size=(6, 2)).astype("float32")
+
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([L.Input((5,), dtype="int32"), L.Embedding(10, 4, mask_zero=True),
+                               getattr(L, cls)(3), L.Dense(2)])
+    check_parity(build, x, y)

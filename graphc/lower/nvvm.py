@@ -280,16 +280,19 @@ def _lower_elementwise(ctx: Ctx, i: int, step: Step) -> None:
 
 
 def _block_reduce(k: GpuKernel, value: ir.Value, kind: str, dtype: str) -> ir.Value:
-    """Combine ``value`` over the BLOCK threads of a block; every thread gets the result."""
+    """Combine ``value`` over the threads of a block (any count up to BLOCK); every thread
+    gets the result."""
     b = k.b
     ty = LLVM_TYPE[dtype]
     smem = k.shared_array(ty, BLOCK)
     tid = k.sreg("tid.x")
+    ntid = k.sreg("ntid.x")
     b.store(value, gep(b, smem, tid))
     k.barrier()
     s = BLOCK // 2
     while s >= 1:
-        with b.if_then(b.icmp_unsigned("<", tid, const_i64(s))):
+        live = b.and_(b.icmp_unsigned("<", tid, const_i64(s)), b.icmp_unsigned("<", b.add(tid, const_i64(s)), ntid))
+        with b.if_then(live):
             mine = b.load(gep(b, smem, tid))
             other = b.load(gep(b, smem, b.add(tid, const_i64(s))))
             b.store(cpu._combine(k, kind, mine, other, dtype), gep(b, smem, tid))

@@ -122,8 +122,9 @@ class EmulatedContext:
     arch = "sm_90"
     name = "graphc NVVM emulator"
 
-    def __init__(self, max_blocks: int = 2):
+    def __init__(self, max_blocks: int = 2, max_threads: int = 32):
         self.max_blocks = max_blocks
+        self.max_threads = max_threads
         self._mem: dict[int, np.ndarray] = {}
 
     def make_current(self) -> None:
@@ -144,7 +145,10 @@ class EmulatedContext:
         if by == 1 and bz == 1:
             # 1-D kernels loop over their work with a grid/block stride, so fewer blocks give the
             # same result (and exercise the stride loops): keep the emulation affordable.
+            # They also read their block size from ntid (the tree reduction included), so
+            # blocks of fewer threads are equally valid.
             gx = min(gx, self.max_blocks)
+            bx = min(bx, self.max_threads)
         threads = [(x, y, z) for z in range(bz) for y in range(by) for x in range(bx)]
         for cz in range(gz):
             for cy in range(gy):

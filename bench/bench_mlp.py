@@ -287,8 +287,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", default=["compile", "train_big", "train_small", "infer"])
     ap.add_argument("--no-isolate", action="store_true", help="run every framework in this process")
+    ap.add_argument("--peer-threads", type=int, default=None,
+                    help="limit the peers' thread pools (BLAS, OpenMP, XLA) to N threads; applies to "
+                         "the child processes, so it needs isolation")
     args = ap.parse_args()
     iso = not args.no_isolate
+    if args.peer_threads:
+        n = str(args.peer_threads)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = n
+        if args.peer_threads == 1:
+            os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        print(f"# peers limited to {n} thread(s)")
     print(f"# MLP benchmarks -- {machine()}; {versions()}")
     print(f"# each framework measured in its own child process: {iso}")
     if "compile" in args.only:

@@ -17,7 +17,8 @@ Kernel kinds (``GPU_LOWER``): elementwise/FUSED (grid-stride, one thread per ele
 broadcasting by strides), reductions and FUSED-with-reduction (one block per output element,
 shared-memory tree reduction), softmax/log-softmax (one block per row), matmul (16x16 tiles
 through shared memory, batch on grid z), copies/transposes/broadcast/slice/concat/pad
-(grid-stride). Ops without a parallel kernel (argmax/argmin, take, scatter_add, random, dim)
+(grid-stride), take (a gather, one thread per element), random (one thread per element, the
+CPU path's counter-based stream). Ops without a parallel kernel (argmax/argmin, scatter_add, dim)
 run the CPU emitter of graphc/lower/cpu.py in a single GPU thread ("serial" launches):
 correct, slow. Each launch says how its grid is derived from the symbolic sizes at run time.
 """
@@ -520,6 +521,64 @@ def _serial(ctx: Ctx, i: int, step: Step) -> None:
     _finish(k)
 
 
+def _lower_take(ctx: Ctx, i: int, step: Step) -> None:
+    """One thread per output element; an index out of range sets the error word."""
+    node = step.node
+    x, idx = node.inputs
+    axis = node.attrs["axis"]
+    total = size_of(node.shape)
+    k = ctx.kernel(i, step, "", ("stride", total), "gather")
+    b = k.b
+    d, inner, count = k.size(x.shape[axis]), k.size(size_of(x.shape[axis + 1:])), k.size(size_of(idx.shape))
+    with _grid_stride(k, k.size(total)) as e:
+        c = b.urem(e, inner)
+        t = b.udiv(e, inner)
+        j = b.urem(t, count)
+        o = b.udiv(t, count)
+        v = cpu._index(k, k.ins[1], j, idx.dtype, d)
+        src = b.add(b.mul(b.add(b.mul(o, d), v), inner), c)
+        k.store(k.load(k.ins[0], src, x.dtype), k.out, e, x.dtype)
+    _finish(k)
+
+
+def _lower_random(ctx: Ctx, i: int, step: Step) -> None:
+    """One thread per element: the counter-based stream of cpu._lower_random, element for element."""
+    from graphc.ir.shapes import RNG_STEP
+    from graphc.lower.irutil import F32, F64
+    from graphc.lower.mathlib import math_function
+    node = step.node
+    a = node.attrs
+    total = size_of(node.shape)
+    k = ctx.kernel(i, step, "", ("stride", total), "random")
+    b = k.b
+    sm = cpu._splitmix
+    key = sm(b, b.xor(const_i64(a["seed"]), sm(b, k.symbols[RNG_STEP])))
+    dt_ = node.dtype
+    with _grid_stride(k, k.size(total)) as e:
+        if a["dist"] == "uniform":
+            bits = sm(b, b.add(key, e))
+            if dt_ == "float32":
+                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(40)), F32), ir.Constant(F32, 2.0 ** -24))
+                v = b.fadd(ir.Constant(F32, a["a"]), b.fmul(ir.Constant(F32, a["b"] - a["a"]), u))
+            else:
+                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+                v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"] - a["a"]), u))
+        else:
+            two_i = b.mul(e, const_i64(2))
+            b1 = sm(b, b.add(key, two_i))
+            b2 = sm(b, b.add(key, b.add(two_i, const_i64(1))))
+            u1 = b.fmul(b.fadd(b.uitofp(b.lshr(b1, const_i64(11)), F64), ir.Constant(F64, 1.0)), ir.Constant(F64, 2.0 ** -53))
+            u2 = b.fmul(b.uitofp(b.lshr(b2, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+            log_u1 = b.call(math_function(b.module, "log", F64), [u1])
+            r = b.call(math_function(b.module, "sqrt", F64), [b.fmul(ir.Constant(F64, -2.0), log_u1)])
+            cos = b.call(math_function(b.module, "cos", F64), [b.fmul(ir.Constant(F64, 6.283185307179586), u2)])
+            v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"]), b.fmul(r, cos)))
+            if dt_ == "float32":
+                v = b.fptrunc(v, F32)
+        k.store(v, k.out, e, dt_)
+    _finish(k)
+
+
 def _lower_copy(ctx: Ctx, i: int, step: Step) -> None:
     n = size_of(step.out.shape)
     k = ctx.kernel(i, step, "", ("stride", n), "copy")
@@ -544,16 +603,16 @@ GPU_LOWER: dict[Op, Callable[[Ctx, int, Step], None]] = {
     Op.SLICE: _lower_slice,
     Op.CONCAT: _lower_concat,
     Op.PAD: _lower_pad,
-    Op.TAKE: _serial,
+    Op.TAKE: _lower_take,
     Op.SCATTER_ADD: _serial,
     Op.SOFTMAX: _lower_softmax,
     Op.LOG_SOFTMAX: _lower_softmax,
-    Op.RANDOM: _serial,
+    Op.RANDOM: _lower_random,
     Op.DIM: _serial,
 }
 
 # Ops run by a single GPU thread with the CPU emitter (correct but slow); see docs/cuda.md.
-SERIAL_OPS = frozenset({Op.ARGMAX, Op.ARGMIN, Op.TAKE, Op.SCATTER_ADD, Op.RANDOM, Op.DIM})
+SERIAL_OPS = frozenset({Op.ARGMAX, Op.ARGMIN, Op.SCATTER_ADD, Op.DIM})
 
 
 def emit_nvvm(program: Program, name: str) -> NvvmModule:

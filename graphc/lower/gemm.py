@@ -124,6 +124,7 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
 
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64]), name)
     fn.linkage = "internal"
+    fn.attributes.add("noinline")  # one copy per module: inlining it per call site costs compile time
     for i in (3, 5, 7):
         fn.args[i].add_attribute("noalias")
     m, n, kk, A, lda, B, ldb, C, ldc = fn.args
@@ -204,8 +205,8 @@ def _pack_b(b, B, ldb, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize) -> Non
                 with for_range(b, kc, "pbq") as p:
                     src = gep(b, src0, b.mul(p, ldb))
                     dst = gep(b, dst0, b.mul(p, const_i64(NR)))
-                    for c in range(NR):
-                        cc = const_i64(c)
+                    # a loop, not unrolled code: this edge path is rare and small code compiles fast
+                    with for_range(b, const_i64(NR), "pbc") as cc:
                         x = b.load(gep(b, src, _min(b, cc, last)))
                         b.store(b.select(b.icmp_signed("<", cc, ncols), x, zero_s), gep(b, dst, cc))
 

@@ -23,6 +23,7 @@ def _blobs(n=300, d=8, k=3, seed=0):
 
 
 def test_seed_mlp_program(tmp_path):
+    np.random.seed(0)  # weights and shuffling draw from NumPy's global state, as in Keras
     x, _, y = _blobs()
     model = Sequential()
     model.add(Dense(32, input_dim=8))

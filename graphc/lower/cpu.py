@@ -437,8 +437,9 @@ def _workspace_layout(b: ir.IRBuilder, size: SizeEmitter, slots: list[Dim]) -> t
     return offsets, total
 
 
-def emit_module(program: Program, name: str) -> str:
-    """The LLVM IR text of the program's kernels and its entry functions."""
+def emit_module(program: Program, name: str, options=None) -> str:
+    """The LLVM IR text of the program's kernels and its entry functions (``options``, a
+    ``CompileOptions``, reaches the kernels: e.g. ``threads`` for the GEMM)."""
     module = ir.Module(name=name)
     syms_t = I64.as_pointer()
     # workspace size
@@ -452,6 +453,7 @@ def emit_module(program: Program, name: str) -> str:
     kernels = []
     for i, step in enumerate(program.steps):
         k = Kernel(module, f"{name}_k{i}", step, program.symbols)
+        k.options = options
         if step.kind == "copy":
             _lower_copy(k)
         else:

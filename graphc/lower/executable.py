@@ -38,7 +38,7 @@ class NativeExecutable:
         n_user = len(graph.outputs) - len(update_targets)
         self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets))
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
-        self.llvm_ir = emit_module(self.program, self.name)
+        self.llvm_ir = emit_module(self.program, self.name, options)
         self.module = compile_ir(self.llvm_ir, options.llvm_opt, options.cache_dir)
         self._run = _ENTRY(self.module.address(f"{self.name}_run"))
         self._ws_size = _WS_SIZE(self.module.address(f"{self.name}_workspace_size"))

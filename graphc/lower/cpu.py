@@ -348,37 +348,43 @@ def _splitmix(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.xor(z, b.lshr(z, c(31)))
 
 
+def random_key(b: ir.IRBuilder, seed: int, step: ir.Value) -> ir.Value:
+    """The stream key of a random op for this call (see graphc.interp.random_bits)."""
+    return _splitmix(b, b.xor(const_i64(seed), _splitmix(b, step)))
+
+
+def random_value(b: ir.IRBuilder, attrs, dtype: str, key: ir.Value, i: ir.Value) -> ir.Value:
+    """Sample ``i`` of a RANDOM node's stream, bit-for-bit as graphc.interp.random_values."""
+    from graphc.lower.mathlib import math_function
+    a = attrs
+    if a["dist"] == "uniform":
+        bits = _splitmix(b, b.add(key, i))
+        if dtype == "float32":
+            u = b.fmul(b.uitofp(b.lshr(bits, const_i64(40)), F32), ir.Constant(F32, 2.0 ** -24))
+            return b.fadd(ir.Constant(F32, a["a"]), b.fmul(ir.Constant(F32, a["b"] - a["a"]), u))
+        u = b.fmul(b.uitofp(b.lshr(bits, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+        return b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"] - a["a"]), u))
+    two_i = b.mul(i, const_i64(2))
+    b1 = _splitmix(b, b.add(key, two_i))
+    b2 = _splitmix(b, b.add(key, b.add(two_i, const_i64(1))))
+    u1 = b.fmul(b.fadd(b.uitofp(b.lshr(b1, const_i64(11)), F64), ir.Constant(F64, 1.0)), ir.Constant(F64, 2.0 ** -53))
+    u2 = b.fmul(b.uitofp(b.lshr(b2, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
+    log_u1 = b.call(math_function(b.module, "log", F64), [u1])
+    r = b.call(math_function(b.module, "sqrt", F64), [b.fmul(ir.Constant(F64, -2.0), log_u1)])
+    cos = b.call(math_function(b.module, "cos", F64), [b.fmul(ir.Constant(F64, 6.283185307179586), u2)])
+    v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"]), b.fmul(r, cos)))
+    return b.fptrunc(v, F32) if dtype == "float32" else v
+
+
 def _lower_random(k: Kernel) -> None:
     from graphc.ir.shapes import RNG_STEP
-    from graphc.lower.mathlib import math_function
     node = k.node
     a = node.attrs
     b = k.b
     n = k.size(size_of(node.shape))
-    key = _splitmix(b, b.xor(const_i64(a["seed"]), _splitmix(b, k.symbols[RNG_STEP])))
-    dt_ = node.dtype
+    key = random_key(b, a["seed"], k.symbols[RNG_STEP])
     with for_range(b, n, "r") as i:
-        if a["dist"] == "uniform":
-            bits = _splitmix(b, b.add(key, i))
-            if dt_ == "float32":
-                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(40)), F32), ir.Constant(F32, 2.0 ** -24))
-                v = b.fadd(ir.Constant(F32, a["a"]), b.fmul(ir.Constant(F32, a["b"] - a["a"]), u))
-            else:
-                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
-                v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"] - a["a"]), u))
-        else:
-            two_i = b.mul(i, const_i64(2))
-            b1 = _splitmix(b, b.add(key, two_i))
-            b2 = _splitmix(b, b.add(key, b.add(two_i, const_i64(1))))
-            u1 = b.fmul(b.fadd(b.uitofp(b.lshr(b1, const_i64(11)), F64), ir.Constant(F64, 1.0)), ir.Constant(F64, 2.0 ** -53))
-            u2 = b.fmul(b.uitofp(b.lshr(b2, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
-            log_u1 = b.call(math_function(b.module, "log", F64), [u1])
-            r = b.call(math_function(b.module, "sqrt", F64), [b.fmul(ir.Constant(F64, -2.0), log_u1)])
-            cos = b.call(math_function(b.module, "cos", F64), [b.fmul(ir.Constant(F64, 6.283185307179586), u2)])
-            v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"]), b.fmul(r, cos)))
-            if dt_ == "float32":
-                v = b.fptrunc(v, F32)
-        k.store(v, k.out, i, dt_)
+        k.store(random_value(b, a, node.dtype, key, i), k.out, i, node.dtype)
 
 
 def _lower_dim(k: Kernel) -> None:

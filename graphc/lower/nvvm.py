@@ -551,31 +551,9 @@ def _lower_random(ctx: Ctx, i: int, step: Step) -> None:
     total = size_of(node.shape)
     k = ctx.kernel(i, step, "", ("stride", total), "random")
     b = k.b
-    sm = cpu._splitmix
-    key = sm(b, b.xor(const_i64(a["seed"]), sm(b, k.symbols[RNG_STEP])))
-    dt_ = node.dtype
+    key = cpu.random_key(b, a["seed"], k.symbols[RNG_STEP])
     with _grid_stride(k, k.size(total)) as e:
-        if a["dist"] == "uniform":
-            bits = sm(b, b.add(key, e))
-            if dt_ == "float32":
-                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(40)), F32), ir.Constant(F32, 2.0 ** -24))
-                v = b.fadd(ir.Constant(F32, a["a"]), b.fmul(ir.Constant(F32, a["b"] - a["a"]), u))
-            else:
-                u = b.fmul(b.uitofp(b.lshr(bits, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
-                v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"] - a["a"]), u))
-        else:
-            two_i = b.mul(e, const_i64(2))
-            b1 = sm(b, b.add(key, two_i))
-            b2 = sm(b, b.add(key, b.add(two_i, const_i64(1))))
-            u1 = b.fmul(b.fadd(b.uitofp(b.lshr(b1, const_i64(11)), F64), ir.Constant(F64, 1.0)), ir.Constant(F64, 2.0 ** -53))
-            u2 = b.fmul(b.uitofp(b.lshr(b2, const_i64(11)), F64), ir.Constant(F64, 2.0 ** -53))
-            log_u1 = b.call(math_function(b.module, "log", F64), [u1])
-            r = b.call(math_function(b.module, "sqrt", F64), [b.fmul(ir.Constant(F64, -2.0), log_u1)])
-            cos = b.call(math_function(b.module, "cos", F64), [b.fmul(ir.Constant(F64, 6.283185307179586), u2)])
-            v = b.fadd(ir.Constant(F64, a["a"]), b.fmul(ir.Constant(F64, a["b"]), b.fmul(r, cos)))
-            if dt_ == "float32":
-                v = b.fptrunc(v, F32)
-        k.store(v, k.out, e, dt_)
+        k.store(cpu.random_value(b, a, node.dtype, key, e), k.out, e, node.dtype)
     _finish(k)
 
 

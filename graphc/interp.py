@@ -132,7 +132,7 @@ def _take(node: Node, x: np.ndarray, idx: np.ndarray, ctx: Context) -> np.ndarra
 
 
 def _scatter_add(node: Node, upd: np.ndarray, idx: np.ndarray, ctx: Context) -> np.ndarray:
-    axis, size = node.attrs["axis"], node.attrs["size"]
+    axis = node.attrs["axis"]
     out = np.zeros(ctx.dims(node.shape), dtype=upd.dtype)
     idx = np.where(idx < 0, idx + out.shape[axis], idx)
     np.add.at(out, (slice(None),) * axis + (idx,), upd)

@@ -17,7 +17,7 @@ from graphc.errors import DTypeError, InputError, ShapeError
 from graphc.ir import dtypes as dt
 from graphc.ir.node import Node, make_node, user_location
 from graphc.ir.ops import Op
-from graphc.ir.shapes import RNG_STEP, Dim, as_dim, format_shape, size_of
+from graphc.ir.shapes import Dim, as_dim, format_shape, size_of
 from graphc.frontend.variables import constant
 
 TensorLike = Union[Node, np.ndarray, float, int, bool]
@@ -621,5 +621,5 @@ def random_normal(shape, mean: float = 0.0, stddev: float = 1.0, dtype: str = "f
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "annotations", "itertools", "operator", "np", "sympy", "Sequence", "Union", "Node", "Op",
-    "make_node", "user_location", "dt", "DTypeError", "InputError", "ShapeError", "RNG_STEP",
+    "make_node", "user_location", "dt", "DTypeError", "InputError", "ShapeError",
     "Dim", "as_dim", "format_shape", "size_of", "TensorLike", "Axis", "builtins", "constant")]

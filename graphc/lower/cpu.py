@@ -18,11 +18,10 @@ from llvmlite import ir
 
 from graphc.errors import CompileError
 from graphc.ir.infer import broadcast_shapes
-from graphc.ir.node import Node
 from graphc.ir.ops import ELEMENTWISE, Op
 from graphc.ir.shapes import Dim, as_dim, size_of
 from graphc.lower import scalar
-from graphc.lower.irutil import (F32, F64, I1, I8, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, REDUCE_FLAGS,
+from graphc.lower.irutil import (F32, F64, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, REDUCE_FLAGS,
                                  SizeEmitter, const_i64, for_range, gep)
 from graphc.lower.loops import broadcast_strides, contiguous_strides, emit_nest
 from graphc.lower.schedule import Buffer, Program, Step
@@ -31,7 +30,33 @@ ERR_INDEX = 1
 WORKSPACE_ALIGN = 64
 
 
-class Kernel:
+class KernelOps:
+    """Element access helpers shared by CPU and GPU kernels (they need ``self.b``,
+    ``self.fn`` and ``self.size``)."""
+
+    def typed(self, ptr: ir.Value, dtype: str) -> ir.Value:
+        return self.b.bitcast(ptr, MEM_TYPE[dtype].as_pointer())
+
+    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
+        """A local in the entry block (mem2reg turns it into a register)."""
+        with self.b.goto_entry_block():
+            self.b.position_at_start(self.fn.entry_basic_block)
+            slot = self.b.alloca(ty)
+        self.b.store(init, slot)
+        return slot
+
+    def load(self, ptr: ir.Value, offset: ir.Value, dtype: str) -> ir.Value:
+        return scalar.load_value(self.b, gep(self.b, ptr, offset), dtype)
+
+    def store(self, value: ir.Value, ptr: ir.Value, offset: ir.Value, dtype: str) -> None:
+        scalar.store_value(self.b, value, gep(self.b, ptr, offset), dtype)
+
+    def fill(self, ptr: ir.Value, count: Dim, value: ir.Value, dtype: str) -> None:
+        with for_range(self.b, self.size(count), "fill") as i:
+            self.store(value, ptr, i, dtype)
+
+
+class Kernel(KernelOps):
     """What an op's emitter works with: the builder, typed pointers, and symbolic sizes."""
 
     def __init__(self, module: ir.Module, name: str, step: Step, symbols: list[sympy.Symbol]):
@@ -54,27 +79,6 @@ class Kernel:
         self.fail = self.fn.append_basic_block("fail")
         with self.b.goto_block(self.fail):
             self.b.ret(ir.Constant(I32, ERR_INDEX))
-
-    def typed(self, ptr: ir.Value, dtype: str) -> ir.Value:
-        return self.b.bitcast(ptr, MEM_TYPE[dtype].as_pointer())
-
-    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
-        """A local in the entry block (mem2reg turns it into a register)."""
-        with self.b.goto_entry_block():
-            self.b.position_at_start(self.fn.entry_basic_block)
-            slot = self.b.alloca(ty)
-        self.b.store(init, slot)
-        return slot
-
-    def load(self, ptr: ir.Value, offset: ir.Value, dtype: str) -> ir.Value:
-        return scalar.load_value(self.b, gep(self.b, ptr, offset), dtype)
-
-    def store(self, value: ir.Value, ptr: ir.Value, offset: ir.Value, dtype: str) -> None:
-        scalar.store_value(self.b, value, gep(self.b, ptr, offset), dtype)
-
-    def fill(self, ptr: ir.Value, count: Dim, value: ir.Value, dtype: str) -> None:
-        with for_range(self.b, self.size(count), "fill") as i:
-            self.store(value, ptr, i, dtype)
 
 
 # ----------------------------------------------------------------------------- elementwise

@@ -91,7 +91,7 @@ def launch_dims(grid: tuple, env) -> tuple[tuple[int, int, int], tuple[int, int,
 
 
 # ----------------------------------------------------------------------------- kernels
-class GpuKernel:
+class GpuKernel(cpu.KernelOps):
     """The GPU counterpart of cpu.Kernel (same attributes, so CPU emitters run unchanged in
     a single thread): builder, typed pointers, symbolic sizes, a failure exit."""
 
@@ -118,27 +118,6 @@ class GpuKernel:
             self.b.store(ir.Constant(I32, ERR_INDEX), err)
             self.b.ret_void()
         self._smem = 0
-
-    # the cpu.Kernel interface
-    def typed(self, ptr: ir.Value, dtype: str) -> ir.Value:
-        return self.b.bitcast(ptr, MEM_TYPE[dtype].as_pointer())
-
-    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
-        with self.b.goto_entry_block():
-            self.b.position_at_start(self.fn.entry_basic_block)
-            slot = self.b.alloca(ty)
-        self.b.store(init, slot)
-        return slot
-
-    def load(self, ptr: ir.Value, offset: ir.Value, dtype: str) -> ir.Value:
-        return scalar.load_value(self.b, gep(self.b, ptr, offset), dtype)
-
-    def store(self, value: ir.Value, ptr: ir.Value, offset: ir.Value, dtype: str) -> None:
-        scalar.store_value(self.b, value, gep(self.b, ptr, offset), dtype)
-
-    def fill(self, ptr: ir.Value, count: Dim, value: ir.Value, dtype: str) -> None:
-        with cpu.for_range(self.b, self.size(count), "fill") as i:
-            self.store(value, ptr, i, dtype)
 
     # GPU helpers
     def sreg(self, name: str) -> ir.Value:

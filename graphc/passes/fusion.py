@@ -61,7 +61,6 @@ def fuse(outputs: Sequence[Node]) -> list[Node]:
         if node.op in ELEMENTWISE:
             expr, leaves = _singleton(node)
             # inline single-use, same-shape elementwise producers
-            args_exprs = []
             final_leaves: list[Node] = []
             index: dict[int, int] = {}
 

@@ -25,7 +25,7 @@ from graphc.errors import InputError, ShapeError
 from graphc.frontend import ops
 from graphc.frontend.variables import get_value, set_value, shared
 from graphc.ir.node import Node, set_label, user_location
-from graphc.keras import config, constraints as constraints_mod, initializers as init_mod
+from graphc.keras import activations, config, constraints as constraints_mod, initializers as init_mod
 from graphc.keras import regularizers as reg_mod, serialization as ser
 from graphc.keras.tensor import KerasTensor, flatten, keras_shape, map_structure, placeholder_for
 
@@ -118,6 +118,10 @@ class CallNode:
     @property
     def is_input(self) -> bool:
         return not self.input_tensors
+
+
+# Config entries holding a serialized activation (Dense, Conv, recurrent layers, ...).
+ACTIVATION_KEYS = ("activation", "recurrent_activation")
 
 
 @ser.register("layer")
@@ -418,8 +422,12 @@ class Layer:
 
     @classmethod
     def from_config(cls, config_: Mapping[str, Any]) -> "Layer":
-        """A new layer from ``get_config``'s output."""
-        return cls(**config_)
+        """A new layer from ``get_config``'s output (serialized activations are restored)."""
+        cfg = dict(config_)
+        for key in ACTIVATION_KEYS:
+            if key in cfg:
+                cfg[key] = activations.deserialize(cfg[key])
+        return cls(**cfg)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -7,7 +7,7 @@ are transposed to channels-last and back.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -126,12 +126,6 @@ class _Conv(Layer):
             "bias_constraint": constraints.serialize(self.bias_constraint),
         })
         return cfg
-
-    @classmethod
-    def from_config(cls, config_: Mapping[str, Any]) -> "_Conv":
-        cfg = dict(config_)
-        cfg["activation"] = activations.deserialize(cfg.get("activation"))
-        return cls(**cfg)
 
 
 @ser.register("layer")

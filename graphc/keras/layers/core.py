@@ -10,7 +10,7 @@ from graphc.errors import InputError, ShapeError
 from graphc.frontend import ops
 from graphc.ir.node import Node
 from graphc.ir.shapes import size_of
-from graphc.keras import activations, config, constraints, initializers, regularizers
+from graphc.keras import activations, constraints, initializers, regularizers
 from graphc.keras import serialization as ser
 from graphc.keras.layers.base import CallNode, InputSpec, Layer, unique_name, where
 from graphc.keras.tensor import KerasTensor, placeholder_for
@@ -107,12 +107,6 @@ class Dense(Layer):
         })
         return cfg
 
-    @classmethod
-    def from_config(cls, config_: Mapping[str, Any]) -> "Dense":
-        cfg = dict(config_)
-        cfg["activation"] = activations.deserialize(cfg.get("activation"))
-        return cls(**cfg)
-
 
 @ser.register("layer")
 class Activation(Layer):
@@ -129,12 +123,6 @@ class Activation(Layer):
         cfg = super().get_config()
         cfg["activation"] = activations.serialize(self.activation)
         return cfg
-
-    @classmethod
-    def from_config(cls, config_: Mapping[str, Any]) -> "Activation":
-        cfg = dict(config_)
-        cfg["activation"] = activations.deserialize(cfg.get("activation"))
-        return cls(**cfg)
 
 
 @ser.register("layer")

@@ -59,6 +59,21 @@ def _broadcast_param(p: Node, x: Node, axes: list[int]) -> Node:
     return ops.reshape(p, tuple(shape))
 
 
+
+def _build_gamma_beta(layer: Any, input_shape: Any) -> tuple:
+    """Resolve ``layer.axis`` and add its optional ``gamma``/``beta`` weights (BatchNormalization,
+    LayerNormalization); returns the parameters' shape."""
+    cls = type(layer).__name__
+    layer._axes = _axes_list(layer.axis, len(input_shape), cls)
+    shape = _param_shape(input_shape, layer._axes, layer.name, cls)
+    layer.gamma = layer.add_weight("gamma", shape, initializer=layer.gamma_initializer,
+                                   regularizer=layer.gamma_regularizer, constraint=layer.gamma_constraint) \
+        if layer.scale else None
+    layer.beta = layer.add_weight("beta", shape, initializer=layer.beta_initializer,
+                                  regularizer=layer.beta_regularizer, constraint=layer.beta_constraint) \
+        if layer.center else None
+    return shape
+
 @ser.register("layer")
 class BatchNormalization(Layer):
     """Normalise with the batch's statistics in training (updating the moving mean and variance
@@ -85,15 +100,7 @@ class BatchNormalization(Layer):
         self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
-        cls = type(self).__name__
-        self._axes = _axes_list(self.axis, len(input_shape), cls)
-        shape = _param_shape(input_shape, self._axes, self.name, cls)
-        self.gamma = self.add_weight("gamma", shape, initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer, constraint=self.gamma_constraint) \
-            if self.scale else None
-        self.beta = self.add_weight("beta", shape, initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer, constraint=self.beta_constraint) \
-            if self.center else None
+        shape = _build_gamma_beta(self, input_shape)
         self.moving_mean = self.add_weight("moving_mean", shape, initializer=self.moving_mean_initializer,
                                            trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape,
@@ -161,15 +168,7 @@ class LayerNormalization(Layer):
         self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
-        cls = type(self).__name__
-        self._axes = _axes_list(self.axis, len(input_shape), cls)
-        shape = _param_shape(input_shape, self._axes, self.name, cls)
-        self.gamma = self.add_weight("gamma", shape, initializer=self.gamma_initializer,
-                                     regularizer=self.gamma_regularizer, constraint=self.gamma_constraint) \
-            if self.scale else None
-        self.beta = self.add_weight("beta", shape, initializer=self.beta_initializer,
-                                    regularizer=self.beta_regularizer, constraint=self.beta_constraint) \
-            if self.center else None
+        _build_gamma_beta(self, input_shape)
 
     def call(self, inputs: Node) -> Node:
         x = ops.cast(inputs, self.dtype) if inputs.dtype != self.dtype else inputs

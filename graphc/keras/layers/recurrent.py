@@ -23,14 +23,13 @@ Masking: a mask recorded by ``Embedding(mask_zero=True)`` (see
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from graphc.errors import InputError, ShapeError
 from graphc.frontend import ops
 from graphc.ir.node import Node
-from graphc.ir.shapes import size_of
 from graphc.keras import activations, constraints, initializers, regularizers
 from graphc.keras import serialization as ser
 from graphc.keras.layers.base import InputSpec, Layer, where
@@ -207,14 +206,6 @@ class _RNN(Layer):
         if self.gates > 1:
             cfg["recurrent_activation"] = activations.serialize(self.recurrent_activation)
         return cfg
-
-    @classmethod
-    def from_config(cls, config_: Mapping[str, Any]) -> "_RNN":
-        cfg = dict(config_)
-        for k in ("activation", "recurrent_activation"):
-            if k in cfg:
-                cfg[k] = activations.deserialize(cfg[k])
-        return cls(**cfg)
 
 
 @ser.register("layer")

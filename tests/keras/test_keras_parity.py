@@ -6,24 +6,10 @@ test environment (``pip install torch keras``) to run it.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-# tests/keras/ itself can shadow the name as a namespace package: only a real install counts.
-_spec = importlib.util.find_spec("keras") if "keras" not in sys.modules else sys.modules["keras"].__spec__
-if _spec is None or not _spec.origin or not _spec.origin.endswith(".py"):
-    sys.modules.pop("keras", None)
-    pytest.skip("Keras 3 is not installed (pip install torch keras to run the parity tests)", allow_module_level=True)
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":  # pragma: no cover - another backend was chosen first
-    pytest.skip("keras parity runs with KERAS_BACKEND=torch", allow_module_level=True)
-
-import graphc.keras as gk  # noqa: E402
+from keras3_parity import gk, keras  # skips the module without Keras
 
 
 def _mlp(lib, names=True):

@@ -7,6 +7,7 @@
 from graphc import frontend as _frontend  # noqa: F401  (installs Node operators)
 from graphc.frontend import ops
 from graphc.frontend.variables import constant, placeholder, shared
+from graphc.frontend.scan import scan
 from graphc.autodiff.grad import grad, hessian, jacobian
 from graphc.compile import Function, function
 from graphc.aot import export
@@ -19,6 +20,6 @@ from graphc.options import CompileOptions
 Tensor = Node
 __version__ = "0.1.0"
 
-__all__ = ["ops", "placeholder", "shared", "constant", "grad", "jacobian", "hessian", "function", "export",
+__all__ = ["ops", "placeholder", "shared", "constant", "scan", "grad", "jacobian", "hessian", "function", "export",
            "Function", "debugprint", "to_dot", "CompileOptions", "Tensor", "Node", "GraphcError",
            "ShapeError", "DTypeError", "InputError", "GradientError", "CompileError", "ModelFileError"]

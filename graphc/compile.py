@@ -67,6 +67,13 @@ def _size_constraints(nodes: list[Node]) -> list[tuple[sympy.Expr, sympy.Expr, N
             groups.append([n.inputs[0].shape[-1], n.inputs[1].shape[-2]])
         elif n.op is Op.RESHAPE:
             groups.append([size_of(n.shape), size_of(n.inputs[0].shape)])
+        elif n.op is Op.SCAN:  # carries keep their shape; sequences have the loop's length
+            body = n.attrs["body"]
+            groups.append([n.attrs["length"]] + [x.shape[0] for x in n.inputs[len(body.carries):][:len(body.seqs)]])
+            for c, new in zip(body.carries, body.new_carries):
+                groups.extend([a, b] for a, b in zip(c.shape, new.shape))
+            for x, p in zip(n.inputs, body.params):
+                groups.extend([a, b] for a, b in zip(x.shape[-p.ndim:] if p.ndim else (), p.shape))
         for dims in groups:
             for d in dims[1:]:
                 a = dims[0]

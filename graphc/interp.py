@@ -172,6 +172,30 @@ def _full_shape(node: Node):
     return broadcast_shapes(node.op, node.inputs) if node.inputs else ()
 
 
+def _scan(node: Node, *args) -> tuple:
+    """Run the body once per step; the values of all the node's outputs, as a tuple."""
+    from graphc.ir.scan import output_type
+    ctx: Context = args[-1]
+    a = node.attrs
+    body = a["body"]
+    nc, ns = len(body.carries), len(body.seqs)
+    init, xs, inv = args[:nc], args[nc:nc + ns], args[nc + ns:-1]
+    steps = evaluate(a["length"], ctx.env)
+    outs = [np.empty(ctx.dims(output_type(a, i)[0]), output_type(a, i)[1]) for i in range(len(body.outputs))]
+    carry = list(init)
+    for t in (range(steps - 1, -1, -1) if a["reverse"] else range(steps)):
+        feeds = dict(zip(body.params, carry + [x[t] for x in xs] + list(inv)))
+        values = evaluate_nodes(body.outputs, feeds, ctx.env)
+        carry = values[:nc]
+        for i, v in enumerate(values):
+            if i >= nc or a["keep"][i]:
+                outs[i][t] = v
+    for k in range(nc):
+        if not a["keep"][k]:
+            outs[k] = np.array(carry[k])
+    return tuple(outs)
+
+
 def _no_leaf(node: Node, ctx: Context):
     raise InputError(f"no value fed for {node!r}")
 
@@ -196,6 +220,8 @@ REFERENCE: dict[Op, Callable[..., np.ndarray]] = {
     Op.SOFTMAX: _softmax,
     Op.LOG_SOFTMAX: _log_softmax,
     Op.FUSED: _fused,
+    Op.SCAN: _scan,
+    Op.SCAN_OUTPUT: lambda node, values, ctx: values[node.attrs["index"]],
     Op.CONSTANT: lambda node, ctx: node.attrs["value"].array,
     Op.DIM: lambda node, ctx: np.int64(evaluate(node.attrs["expr"], ctx.env)),
     Op.RANDOM: lambda node, ctx: random_values(
@@ -220,5 +246,8 @@ def evaluate_nodes(outputs: Iterable[Node], feeds: Mapping[Node, np.ndarray],
         args = [values[id(i)] for i in node.inputs]
         with np.errstate(all="ignore"):
             out = REFERENCE[node.op](node, *args, ctx)
+        if node.op is Op.SCAN:  # several values, read by its SCAN_OUTPUT nodes
+            values[id(node)] = out
+            continue
         values[id(node)] = np.asarray(out).astype(node.dtype, copy=False)
     return [values[id(o)] for o in outputs]

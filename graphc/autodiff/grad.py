@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
+from graphc.autodiff.scan import scan_vjp
 from graphc.autodiff.vjp import VJP, NO_VJP
 from graphc.errors import GradientError
 from graphc.frontend import ops
 from graphc.ir import dtypes as dt
 from graphc.ir.graph import toposort
 from graphc.ir.node import Node
+from graphc.ir.ops import Op
 from graphc.ir.shapes import format_shape
 
 
@@ -47,14 +49,25 @@ def grad(cost: Node, wrt: Union[Node, Sequence[Node]], disconnected: str = "rais
     grads: dict[int, Node] = {id(cost): ops.ones_like(cost)}
     for node, g in (known_grads or {}).items():
         grads[id(node)] = g
+    # A SCAN node has several outputs: the cotangents of its SCAN_OUTPUT nodes are gathered by
+    # index, and its VJP (a backward loop) runs once all of them are known.
+    scan_cotangents: dict[int, dict[int, Node]] = {}
     for node in reversed(order):
         g = grads.get(id(node))
         if g is None or not node.inputs or id(node) not in live:
             continue
-        rule = VJP.get(node.op)
-        if rule is None:
-            raise GradientError(f"grad: {node.op.value} has no gradient ({NO_VJP.get(node.op, 'no rule')})")
-        for x, gx in zip(node.inputs, rule(node, g)):
+        if node.op is Op.SCAN_OUTPUT:
+            scan_cotangents.setdefault(id(node.inputs[0]), {})[node.attrs["index"]] = g
+            grads[id(node.inputs[0])] = g
+            continue
+        if node.op is Op.SCAN:
+            input_grads = scan_vjp(node, scan_cotangents.pop(id(node)))
+        else:
+            rule = VJP.get(node.op)
+            if rule is None:
+                raise GradientError(f"grad: {node.op.value} has no gradient ({NO_VJP.get(node.op, 'no rule')})")
+            input_grads = rule(node, g)
+        for x, gx in zip(node.inputs, input_grads):
             if gx is None or id(x) not in live or not dt.is_float(x.dtype):
                 continue
             gx = ops.cast(gx, x.dtype)

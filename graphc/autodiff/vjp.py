@@ -213,4 +213,6 @@ NO_VJP: dict[Op, str] = {
     Op.DIM: "an integer size",
     Op.RANDOM: "random samples do not depend on any input",
     Op.FUSED: "made by the optimiser after differentiation",
+    Op.SCAN: "several outputs: grad() gathers their cotangents and calls autodiff.scan.scan_vjp",
+    Op.SCAN_OUTPUT: "passes its cotangent to its SCAN node (see grad())",
 }

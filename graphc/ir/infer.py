@@ -241,6 +241,25 @@ def _fused(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
     return shape, attrs["dtype"]
 
 
+def _scan(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
+    from graphc.ir.scan import TUPLE, check_scan
+    problem = check_scan(inputs, attrs)
+    if problem:
+        _fail(op, problem, inputs)
+    return (), TUPLE
+
+
+def _scan_output(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
+    from graphc.ir.scan import output_type
+    (scan,) = inputs
+    if scan.op is not Op.SCAN:
+        _fail(op, "reads the outputs of a scan node only", inputs)
+    n = len(scan.attrs["body"].outputs)
+    if not 0 <= attrs["index"] < n:
+        _fail(op, f"index {attrs['index']} out of range for a scan with {n} outputs", inputs)
+    return output_type(scan.attrs, attrs["index"])
+
+
 def _leaf(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
     if op is Op.CONSTANT:
         arr = attrs["value"].array
@@ -269,6 +288,8 @@ INFER: dict[Op, Callable[[Op, tuple[Node, ...], Attrs], Result]] = {
     Op.SOFTMAX: _softmax,
     Op.LOG_SOFTMAX: _softmax,
     Op.FUSED: _fused,
+    Op.SCAN: _scan,
+    Op.SCAN_OUTPUT: _scan_output,
     **{op: _leaf for op in (Op.PLACEHOLDER, Op.SHARED, Op.CONSTANT, Op.DIM, Op.RANDOM)},
 }
 

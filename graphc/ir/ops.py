@@ -88,6 +88,10 @@ class Op(enum.Enum):
     SOFTMAX = "softmax"  # attrs: axis
     LOG_SOFTMAX = "log_softmax"  # attrs: axis
 
+    # loops (Theano's scan): one node whose body is a graph; see graphc/ir/scan.py
+    SCAN = "scan"  # inputs: init carries, sequences, invariants; attrs: body, length, reverse, keep
+    SCAN_OUTPUT = "scan_output"  # input: a SCAN; attrs: index (a carry, stacked or final, or a y)
+
     # made by the fusion pass: a chain of elementwise ops in one loop, maybe closed by a sum
     FUSED = "fused"  # attrs: expr, reduce_axes (None or tuple), dtype
 

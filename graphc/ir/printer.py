@@ -36,17 +36,28 @@ def format_expr(expr: tuple) -> str:
     return f"{expr[1].value}({args})"
 
 
-def debugprint(nodes: Nodes, file=None) -> str:
-    """Print (and return) the graph below ``nodes``, one line per node, Theano style."""
-    order = toposort(_as_list(nodes))
-    ids = {id(n): f"%{i}" for i, n in enumerate(order)}
+def _lines(outputs: list[Node], indent: str, params: tuple[Node, ...] = ()) -> list[str]:
+    order = toposort(outputs)
+    prefix = "%" if not indent else f"%{len(indent) // 4}."
+    ids = {id(n): f"{prefix}{i}" for i, n in enumerate(order)}
     lines = []
+    if params:
+        lines.append(indent + "params " + ", ".join(ids.get(id(p), "_") for p in params))
     for n in order:
         args = " ".join(ids[id(i)] for i in n.inputs)
-        lines.append(f"{ids[id(n)]} = {_describe(n)} {args}".rstrip() + f"  :: {format_shape(n.shape)} {n.dtype}")
-    outs = ", ".join(ids[id(o)] for o in _as_list(nodes))
-    lines.append(f"return {outs}")
-    text = "\n".join(lines)
+        lines.append(indent + f"{ids[id(n)]} = {_describe(n)} {args}".rstrip()
+                     + f"  :: {format_shape(n.shape)} {n.dtype}")
+        if n.op is Op.SCAN:  # the loop body, indented: params, then its nodes
+            body = n.attrs["body"]
+            lines.extend(_lines(list(body.outputs), indent + "    ", body.params))
+    lines.append(indent + "return " + ", ".join(ids[id(o)] for o in outputs))
+    return lines
+
+
+def debugprint(nodes: Nodes, file=None) -> str:
+    """Print (and return) the graph below ``nodes``, one line per node, Theano style (a loop's
+    body is printed indented below it)."""
+    text = "\n".join(_lines(_as_list(nodes), ""))
     if file is not False:
         print(text, file=file)
     return text

@@ -24,7 +24,7 @@ from graphc.lower import scalar
 from graphc.lower.irutil import (F32, F64, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, REDUCE_FLAGS,
                                  SizeEmitter, const_i64, for_range, gep)
 from graphc.lower.loops import broadcast_strides, contiguous_strides, emit_nest
-from graphc.lower.schedule import Buffer, Program, Step
+from graphc.lower.schedule import ITEMSIZE, Buffer, Program, Step
 
 ERR_INDEX = 1
 WORKSPACE_ALIGN = 64
@@ -424,6 +424,8 @@ NOT_LOWERED: dict[Op, str] = {
     Op.SHARED: "an argument of the entry function",
     Op.CONSTANT: "an argument of the entry function",
     Op.RESHAPE: "a view: aliases its input's buffer",
+    Op.SCAN: "a loop in the entry function around its body's kernels (_Entry.emit_loop)",
+    Op.SCAN_OUTPUT: "a buffer its SCAN step writes",
 }
 
 
@@ -447,6 +449,114 @@ def _workspace_layout(b: ir.IRBuilder, size: SizeEmitter, slots: list[Dim]) -> t
     return offsets, total
 
 
+def _emit_kernels(module: ir.Module, program: Program, prefix: str, symbols: list[sympy.Symbol],
+                  options) -> list:
+    """One kernel function per step (for a loop, the list of its body's kernels)."""
+    kernels: list = []
+    for i, step in enumerate(program.steps):
+        if step.kind == "scan":
+            kernels.append(_emit_kernels(module, step.body, f"{prefix}_s{i}", symbols, options))
+            continue
+        k = Kernel(module, f"{prefix}_k{i}", step, symbols)
+        k.options = options
+        if step.kind == "copy":
+            _lower_copy(k)
+        else:
+            emitter = LOWER.get(step.node.op)
+            if emitter is None:
+                raise CompileError(f"no native lowering for {step.node.op.value}")
+            emitter(k)
+        k.b.ret(ir.Constant(I32, 0))
+        kernels.append(k.fn)
+    return kernels
+
+
+class _Entry:
+    """Emits the entry function's calls: the kernels in order, and a native loop per SCAN."""
+
+    def __init__(self, b: ir.IRBuilder, fn: ir.Function, syms: ir.Value, symvals: dict, ws: ir.Value,
+                 offsets: list[ir.Value]):
+        self.b, self.fn, self.syms, self.symvals, self.ws, self.offsets = b, fn, syms, symvals, ws, offsets
+
+    def emit_steps(self, program: Program, kernels: list, param: Callable[[Buffer], ir.Value],
+                   const: Callable[[Buffer], ir.Value], slot_base: int) -> None:
+        """Call ``program``'s kernels; ``param`` gives the pointer of an input, shared or output
+        buffer, ``const`` that of a constant; its workspace slots start at ``slot_base``."""
+        b = self.b
+
+        def pointer(buf: Buffer) -> ir.Value:
+            root = buf.root()
+            if root.kind == "workspace":
+                return gep(b, self.ws, self.offsets[slot_base + root.slot])
+            return const(root) if root.kind == "const" else param(root)
+
+        for i, (step, fn) in enumerate(zip(program.steps, kernels)):
+            if step.kind == "scan":
+                self.emit_loop(step, fn, pointer, const, slot_base + step.slot_base)
+                continue
+            status = b.call(fn, [pointer(step.out)] + [pointer(x) for x in step.ins] + [self.syms])
+            ok = self.fn.append_basic_block("ok")
+            fail = self.fn.append_basic_block("fail")
+            b.cbranch(b.icmp_signed("==", status, ir.Constant(I32, 0)), ok, fail)
+            with b.goto_block(fail):
+                b.ret(status)
+            b.position_at_end(ok)
+
+    def emit_loop(self, step: Step, kernels: list, pointer: Callable[[Buffer], ir.Value],
+                  const: Callable[[Buffer], ir.Value], slot_base: int) -> None:
+        """``for t in range(length)``: point the body's parameters and outputs at row ``t`` (or
+        ``length-1-t`` in reverse) and call its kernels. A stacked carry reads the previous row
+        of its own output; a carry kept as its final value alternates between the output and a
+        temporary so that the last step writes the output."""
+        b = self.b
+        a = step.node.attrs
+        body = a["body"]
+        nc, ns = len(body.carries), len(body.seqs)
+        size = SizeEmitter(b, self.symvals)  # its values must dominate the loop: computed here
+
+        def row_bytes(shape, dtype: str) -> ir.Value:
+            return size(size_of(shape) * ITEMSIZE[dtype])
+
+        ins = [pointer(x) for x in step.ins]
+        outs = [pointer(o) for o in step.outs]
+        temps = iter([pointer(t) for t in step.temps])
+        carry_bytes = [row_bytes(c.shape, c.dtype) for c in body.carries]
+        seq_bytes = [row_bytes(x.shape, x.dtype) for x in body.seqs]
+        y_bytes = [row_bytes(y.shape, y.dtype) for y in body.ys]
+        steps = size(a["length"])
+        last = b.sub(steps, const_i64(1))
+        temp_of = {k: next(temps) for k in range(nc) if not a["keep"][k]}
+        with for_range(b, steps, "t") as t:
+            idx = b.sub(last, t) if a["reverse"] else t
+            prev = b.add(idx, const_i64(1)) if a["reverse"] else b.sub(idx, const_i64(1))
+            first = b.icmp_signed("==", t, const_i64(0))
+            # the step that writes the output of a final-only carry: (last - t) even
+            even = b.icmp_signed("==", b.and_(b.sub(last, t), const_i64(1)), const_i64(0))
+            params, results = [], []
+            for k in range(nc):
+                if a["keep"][k]:
+                    results.append(gep(b, outs[k], b.mul(idx, carry_bytes[k])))
+                    # at t == 0 the previous row does not exist: the select picks init
+                    earlier = b.gep(outs[k], [b.mul(prev, carry_bytes[k])])
+                else:
+                    results.append(b.select(even, outs[k], temp_of[k]))
+                    earlier = b.select(even, temp_of[k], outs[k])
+                params.append(b.select(first, ins[k], earlier))
+            params += [gep(b, ins[nc + j], b.mul(idx, seq_bytes[j])) for j in range(ns)]
+            params += ins[nc + ns:]
+            results += [gep(b, outs[nc + l], b.mul(idx, y_bytes[l])) for l in range(len(body.ys))]
+
+            def body_param(buf: Buffer) -> ir.Value:
+                return params[buf.index] if buf.kind == "input" else results[buf.index]
+            self.emit_steps(step.body, kernels, body_param, const, slot_base)
+        # no step at all: a final-only carry is its initial value
+        empty = b.icmp_signed("==", steps, const_i64(0))
+        with b.if_then(empty):
+            for k in temp_of:
+                with for_range(b, carry_bytes[k], "c0") as i:
+                    b.store(b.load(gep(b, ins[k], i)), gep(b, outs[k], i))
+
+
 def emit_module(program: Program, name: str, options=None) -> str:
     """The LLVM IR text of the program's kernels and its entry functions (``options``, a
     ``CompileOptions``, reaches the kernels: e.g. ``threads`` for the GEMM)."""
@@ -459,20 +569,7 @@ def emit_module(program: Program, name: str, options=None) -> str:
     _, total = _workspace_layout(b, SizeEmitter(b, symvals), program.slots)
     b.ret(total)
 
-    # kernels
-    kernels = []
-    for i, step in enumerate(program.steps):
-        k = Kernel(module, f"{name}_k{i}", step, program.symbols)
-        k.options = options
-        if step.kind == "copy":
-            _lower_copy(k)
-        else:
-            emitter = LOWER.get(step.node.op)
-            if emitter is None:
-                raise CompileError(f"no native lowering for {step.node.op.value}")
-            emitter(k)
-        k.b.ret(ir.Constant(I32, 0))
-        kernels.append(k.fn)
+    kernels = _emit_kernels(module, program, name, program.symbols, options)
 
     # entry
     run = ir.Function(module, ir.FunctionType(I32, [I8P.as_pointer(), syms_t, I8P]), f"{name}_run")
@@ -483,20 +580,11 @@ def emit_module(program: Program, name: str, options=None) -> str:
     base_index = {"input": 0, "shared": len(program.inputs)}
     base_index["const"] = base_index["shared"] + len(program.shared)
     base_index["output"] = base_index["const"] + len(program.consts)
+    entry = _Entry(b, run, syms, symvals, ws, offsets)
 
-    def pointer(buf: Buffer) -> ir.Value:
-        root = buf.root()
-        if root.kind == "workspace":
-            return gep(b, ws, offsets[root.slot])
-        return b.load(gep(b, args, const_i64(base_index[root.kind] + root.index)))
+    def argument(buf: Buffer) -> ir.Value:
+        return b.load(gep(b, args, const_i64(base_index[buf.kind] + buf.index)))
 
-    for i, (step, fn) in enumerate(zip(program.steps, kernels)):
-        status = b.call(fn, [pointer(step.out)] + [pointer(x) for x in step.ins] + [syms])
-        ok = run.append_basic_block(f"ok{i}")
-        fail = run.append_basic_block(f"fail{i}")
-        b.cbranch(b.icmp_signed("==", status, ir.Constant(I32, 0)), ok, fail)
-        with b.goto_block(fail):
-            b.ret(status)
-        b.position_at_end(ok)
+    entry.emit_steps(program, kernels, argument, argument, 0)
     b.ret(ir.Constant(I32, 0))
     return str(module)

@@ -582,6 +582,9 @@ def emit_nvvm(program: Program, name: str) -> NvvmModule:
         if step.kind == "copy":
             _lower_copy(ctx, i, step)
             continue
+        if step.kind == "scan":
+            raise CompileError("loops (graphc.scan, recurrent layers) have no CUDA lowering yet; compile them for "
+                               "the CPU (the default target)")
         emitter = GPU_LOWER.get(step.node.op)
         if emitter is None:
             raise CompileError(f"no CUDA lowering for {step.node.op.value}")

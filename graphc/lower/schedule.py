@@ -43,12 +43,25 @@ class Buffer:
 
 @dataclass(eq=False)
 class Step:
-    """One kernel: compute ``node`` into ``out`` from ``ins`` (or copy, for kind "copy")."""
+    """One kernel: compute ``node`` into ``out`` from ``ins`` (or copy, for kind "copy").
+
+    A loop (kind "scan") runs ``body``, a Program of its own, once per step. It writes all
+    its outputs (``out`` and ``extra_outs``, in SCAN_OUTPUT order) and uses ``temps`` (the
+    second buffer of each carry kept as its final value only) while it runs; the body's
+    workspace slots start at ``slot_base`` in the enclosing program's workspace."""
 
     node: Optional[Node]
     out: Buffer
     ins: list[Buffer]
-    kind: str = "node"  # "node" or "copy"
+    kind: str = "node"  # "node", "copy" or "scan"
+    extra_outs: list[Buffer] = field(default_factory=list)
+    temps: list[Buffer] = field(default_factory=list)
+    body: Optional["Program"] = None
+    slot_base: int = 0
+
+    @property
+    def outs(self) -> list[Buffer]:
+        return [self.out] + self.extra_outs
 
 
 @dataclass
@@ -68,6 +81,8 @@ class Program:
 def _symbols(nodes: list[Node]) -> list[sympy.Symbol]:
     syms: set = {RNG_STEP}
     for n in nodes:
+        if n.op is Op.SCAN:  # a loop body shares the enclosing program's symbols
+            syms |= set(_symbols(toposort(n.attrs["body"].outputs)))
         for d in n.shape:
             if isinstance(d, sympy.Expr):
                 syms |= d.free_symbols
@@ -100,6 +115,10 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
     for o, b in zip(user_outs, out_bufs):
         if o.op not in (Op.PLACEHOLDER, Op.SHARED, Op.CONSTANT, Op.RESHAPE) and id(o) not in direct:
             direct[id(o)] = b
+    # A loop writes its outputs straight into the user's output buffers where it can.
+    direct_scan = {(id(o.inputs[0]), o.attrs["index"]): direct[id(o)] for o in user_outs
+                   if o.op is Op.SCAN_OUTPUT and direct.get(id(o)) is not None}
+    scan_outs: dict[int, list[Buffer]] = {}
 
     consts: list[tuple[Buffer, np.ndarray]] = []
     steps: list[Step] = []
@@ -112,6 +131,13 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
         elif node.op is Op.RESHAPE:
             src = buffers[id(node.inputs[0])]
             b = Buffer(src.root().kind, node.dtype, node.shape, index=src.root().index, alias_of=src)
+        elif node.op is Op.SCAN:
+            step = _loop_step(node, [buffers[id(i)] for i in node.inputs], direct_scan, consts)
+            scan_outs[id(node)] = step.outs
+            steps.append(step)
+            continue
+        elif node.op is Op.SCAN_OUTPUT:
+            b = scan_outs[id(node.inputs[0])][node.attrs["index"]]
         else:
             b = direct.get(id(node)) or Buffer("workspace", node.dtype, node.shape)
             steps.append(Step(node, b, [buffers[id(i)] for i in node.inputs]))
@@ -135,7 +161,31 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
         tail.append(Step(None, dst, [src], kind="copy"))
     steps.extend(tail)
     slots = _assign_slots(steps)
+    for step in steps:  # each loop body gets workspace of its own, after the program's slots
+        if step.body is not None:
+            step.slot_base = len(slots)
+            slots.extend(step.body.slots)
     return Program(steps, in_bufs, sh_bufs, consts, out_bufs, slots, _symbols(order), buffers)
+
+
+def _loop_step(node: Node, ins: list[Buffer], direct_scan: dict, consts: list) -> Step:
+    """The step of a SCAN node: its output buffers and its body, scheduled as a program whose
+    inputs are the body's parameters and whose outputs are the body's outputs (the emitter
+    points them at the right rows on each step). The body's constants join ``consts``."""
+    from graphc.ir.scan import output_type
+    a = node.attrs
+    body = a["body"]
+    outs = []
+    for i in range(len(body.outputs)):
+        shape, dtype = output_type(a, i)
+        outs.append(direct_scan.get((id(node), i)) or Buffer("workspace", dtype, shape))
+    temps = [Buffer("workspace", c.dtype, c.shape) for c, keep in zip(body.carries, a["keep"]) if not keep]
+    program = schedule(list(body.outputs), list(body.params), [], len(body.outputs), [])
+    for buf, value in program.consts:
+        buf.index = len(consts)
+        consts.append((buf, value))
+    program.consts = []
+    return Step(node, outs[0], ins, kind="scan", extra_outs=outs[1:], temps=temps, body=program)
 
 
 def _assign_slots(steps: list[Step]) -> list[Dim]:
@@ -148,17 +198,19 @@ def _assign_slots(steps: list[Step]) -> list[Dim]:
     slots: list[Dim] = []
     free: dict[object, list[int]] = {}
     for i, step in enumerate(steps):
-        out = step.out
-        if out.kind == "workspace" and out.alias_of is None and out.slot < 0:
-            key = out.nbytes
-            pool = free.get(key)
-            if pool:
-                out.slot = pool.pop()
-            else:
-                out.slot = len(slots)
-                slots.append(key)
+        for out in step.outs + step.temps:
+            if out.kind == "workspace" and out.alias_of is None and out.slot < 0:
+                key = out.nbytes
+                pool = free.get(key)
+                if pool:
+                    out.slot = pool.pop()
+                else:
+                    out.slot = len(slots)
+                    slots.append(key)
         for b in {id(x.root()): x.root() for x in step.ins}.values():
             # Values read by the final copies stay live to the end.
-            if b.kind == "workspace" and last_use.get(id(b)) == i and i < tail_start and b is not out:
+            if b.kind == "workspace" and last_use.get(id(b)) == i and i < tail_start and b not in step.outs:
                 free.setdefault(b.nbytes, []).append(b.slot)
+        for b in step.temps:
+            free.setdefault(b.nbytes, []).append(b.slot)
     return slots

@@ -208,6 +208,40 @@ def T(name, fn, inputs, **kw) -> Case:
 A = (3, 4)
 B3 = (2, 3, 4)
 
+
+def _scan_rnn(o, h, x, w, reverse):
+    final, ys = gc.scan(lambda c, xt: (o.tanh(o.matmul(c, w) + xt), o.sin(c) * xt), h, x, reverse=reverse)
+    return o.concatenate([o.expand_dims(final, 0), ys], axis=0)
+
+
+def _np_scan_rnn(h, x, w, reverse):
+    ys = np.empty_like(x)
+    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        ys[t] = np.sin(h) * x[t]
+        h = np.tanh(h @ w + x[t])
+    return np.concatenate([h[None], ys], axis=0)
+
+
+def _scan_two(o, h, c, x, w):
+    def step(carry, xt):
+        h, c = carry
+        z = o.matmul(h, w) + xt
+        c_new = o.sigmoid(z) * c + o.tanh(z)
+        return [o.tanh(c_new) * o.sigmoid(z), c_new], h * c
+    (h, c), ys = gc.scan(step, [h, c], x, reverse=True)
+    return o.concatenate([o.expand_dims(h, 0), o.expand_dims(c, 0), ys], axis=0)
+
+
+def _np_scan_two(h, c, x, w):
+    ys = np.empty_like(x)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(len(x) - 1, -1, -1):
+        ys[t] = h * c
+        z = h @ w + x[t]
+        c = sig(z) * c + np.tanh(z)
+        h = np.tanh(c) * sig(z)
+    return np.concatenate([h[None], c[None], ys], axis=0)
+
 CASES: list[Case] = [
     # --- elementwise, one input
     T("negative", lambda o, x: o.negative(x), [f(*A)], sym=((0, 0),)),
@@ -367,6 +401,16 @@ CASES: list[Case] = [
     T("pad", lambda o, x: o.pad(x, ((1, 2), (0, 1)), constant_values=0.5), [f(*A)]),
     T("pad int width", lambda o, x: o.pad(x, 1), [f(*B3)]),
     T("pad int64", lambda o, x: o.pad(x, ((0, 1), (2, 0))), [ints(*A)], grad=False),
+    # --- loops (graphc.scan: one SCAN node and its SCAN_OUTPUTs; the gradient is another loop)
+    T("scan: RNN, final carry and stacked outputs", lambda o, h, x, w: _scan_rnn(o, h, x, w, False),
+      [f(2, 3), f(5, 2, 3), f(3, 3, lo=-0.8, hi=0.8)], ref=lambda h, x, w: _np_scan_rnn(h, x, w, False),
+      transcendental=True, sym=((1, 0),)),
+    T("scan: reverse, two carries", lambda o, h, c, x, w: _scan_two(o, h, c, x, w),
+      [f(2, 3), f(2, 3), f(4, 2, 3), f(3, 3, lo=-0.8, hi=0.8)], ref=lambda h, c, x, w: _np_scan_two(h, c, x, w),
+      transcendental=True),
+    T("scan: no sequence, a length", lambda o, v, w: gc.scan(lambda c, _: (o.tanh(o.matmul(c, w)), None), v,
+                                                              length=3)[0],
+      [f(2, 3), f(3, 3)], ref=lambda v, w: np.tanh(np.tanh(np.tanh(v @ w) @ w) @ w), transcendental=True),
     T("zeros_like", lambda o, x: o.zeros_like(x) + x * 2, [f(*A)]),
     T("ones_like", lambda o, x: o.ones_like(x) - x, [f(*A)], sym=((0, 0),)),
     T("zeros", lambda o, x: o.zeros((2, 3, 4), x.dtype) + x, [f(3, 4)]),

@@ -154,3 +154,18 @@ def test_runtime_does_not_import_graphc():
             text = open(os.path.join(src, f)).read()
             assert "import graphc\n" not in text and "from graphc." not in text and "import llvmlite" not in text
     assert "graphc" not in sys.modules["graphc_runtime"].__dict__
+
+
+def test_recurrent_model_exports_as_one_native_loop(tmp_path):
+    """An Embedding + LSTM + Dense model (its recurrence one loop node) exports and runs in the
+    runtime like predict."""
+    import graphc.keras as keras
+    rng = np.random.default_rng(3)
+    model = keras.Sequential([keras.layers.Input((12,), dtype="int32"), keras.layers.Embedding(20, 8),
+                              keras.layers.LSTM(16), keras.layers.Dense(3, activation="softmax")])
+    x = rng.integers(0, 20, size=(5, 12)).astype("int32")
+    expected = model.predict(x, verbose=0)
+    model.export(str(tmp_path / "rnn"))
+    fn = graphc_runtime.load(str(tmp_path / "rnn"))
+    np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fn(x[:1]), expected[:1], rtol=1e-5, atol=1e-6)

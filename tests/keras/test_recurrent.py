@@ -228,5 +228,19 @@ def test_recurrent_errors():
         L.Bidirectional(L.Dense(3))
     with pytest.raises(gc.InputError, match="stateful"):
         L.GRU(3, stateful=True)
-    with pytest.raises(gc.ShapeError, match="static"):
-        L.SimpleRNN(3)(gc.placeholder((None, None, 2)))
+    with pytest.raises(gc.ShapeError, match="empty sequence"):
+        L.SimpleRNN(3)(gc.placeholder((None, 0, 2)))
+
+
+def test_sequence_length_may_be_symbolic():
+    """One loop node: the same compiled LSTM runs sequences of any length."""
+    lstm = L.LSTM(3, return_sequences=True)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 6, 2)).astype("float32")
+    xp = gc.placeholder((None, None, 2))
+    fn = gc.function([xp], lstm(xp))
+    for steps in (1, 4, 6):
+        got = fn(x[:, :steps])
+        assert got.shape == (2, steps, 3)
+        np.testing.assert_allclose(got, np_rnn("lstm", x[:, :steps].astype(np.float64), lstm.get_weights(), 3)[0],
+                                   rtol=1e-4, atol=1e-5)

@@ -9,13 +9,11 @@ gives the same outputs:
   ``reset_after=True`` (the default) bias ``(2, 3u)`` (input bias, recurrent bias) and the reset
   gate applied after the recurrent matmul; with ``reset_after=False`` bias ``(3u,)``.
 
-INTERIM DESIGN: the recurrence is unrolled over a static sequence length (:func:`unroll`): the
-input projection ``x @ kernel + bias`` is one matmul over all steps, then each step adds
-``h @ recurrent_kernel`` and the gate arithmetic. The graph therefore grows linearly with the
-sequence length, the sequence length must be static, and compile time grows with it. The
-intended design (issue 4) is a loop node in the IR (Theano's scan) whose body is a graph,
-differentiated by the same autodiff (backpropagation through time) and lowered to a native
-loop; :func:`unroll` is the one place to replace when that op exists.
+The recurrence is one loop node (:func:`graphc.scan`, see :func:`recur`): the input
+projection ``x @ kernel + bias`` is one matmul over all steps, then the loop body adds
+``h @ recurrent_kernel`` and the gate arithmetic. The body is traced once, so the graph and
+the compile time do not grow with the sequence length, which may be symbolic (``None``);
+the gradient is backpropagation through time, another loop derived by the autodiff.
 
 Masking: a mask recorded by ``Embedding(mask_zero=True)`` (see
 :mod:`graphc.keras.layers.embedding`) makes masked steps keep the previous state; with
@@ -29,6 +27,7 @@ import numpy as np
 
 from graphc.errors import InputError, ShapeError
 from graphc.frontend import ops
+from graphc.frontend.scan import scan
 from graphc.ir.node import Node
 from graphc.keras import activations, constraints, initializers, regularizers
 from graphc.keras import serialization as ser
@@ -38,29 +37,33 @@ from graphc.keras.layers.embedding import get_mask, set_mask
 Step = Callable[[Node, list[Node]], tuple[Node, list[Node]]]
 
 
-def unroll(step: Step, xproj: Node, states: list[Node], mask: Node | None, go_backwards: bool,
-           what: str) -> tuple[list[Node], list[Node]]:
-    """Run ``step(x_t, states) -> (output_t, new_states)`` over axis 1 of ``xproj``.
+def recur(step: Step, xproj: Node, states: list[Node], mask: Node | None, go_backwards: bool,
+          return_sequences: bool, what: str) -> tuple[Node | None, list[Node]]:
+    """Run ``step(x_t, states) -> (output_t, new_states)`` over axis 1 of ``xproj`` as one loop.
 
-    Returns the per-step outputs (in processing order) and the final states. Unrolled over a
-    static length (see the module docstring)."""
+    Returns the outputs stacked along axis 1 in processing order (None unless
+    ``return_sequences``) and the final states. With ``go_backwards`` the steps run from the
+    last to the first (Keras's convention: outputs in processing order)."""
     steps = xproj.shape[1]
-    if not isinstance(steps, int):
-        raise ShapeError(f"{what}: the sequence length must be static (recurrent layers are unrolled for now), "
-                         f"got input shape {tuple(xproj.shape)}{where()}")
-    if steps == 0:
+    if isinstance(steps, int) and steps == 0:
         raise ShapeError(f"{what}: got an empty sequence (input shape {tuple(xproj.shape)}){where()}")
-    order = range(steps - 1, -1, -1) if go_backwards else range(steps)
-    outputs = []
-    for t in order:
-        out, new = step(xproj[:, t], states)
+    xs = [ops.transpose(xproj, (1, 0, 2))]  # time-major: the loop slices the leading axis
+    if mask is not None:
+        xs.append(ops.transpose(ops.cast(mask, "bool"), (1, 0)))
+    if go_backwards:
+        xs = [x[::-1] for x in xs]
+
+    def body(carry: list[Node], x: list[Node]) -> tuple[list[Node], Node | None]:
+        out, new = step(x[0], carry)
         if mask is not None:
-            m = ops.expand_dims(mask[:, t], -1)
-            new = [ops.where(m, n, s) for n, s in zip(new, states)]
+            m = ops.expand_dims(x[1], -1)
+            new = [ops.where(m, n, s) for n, s in zip(new, carry)]
             out = ops.where(m, out, ops.zeros((), out.dtype))
-        states = new
-        outputs.append(out)
-    return outputs, states
+        return new, (out if return_sequences else None)
+
+    final, ys = scan(body, states, xs)
+    outputs = ops.transpose(ys, (1, 0, 2)) if return_sequences else None
+    return outputs, final
 
 
 class _RNN(Layer):
@@ -173,13 +176,13 @@ class _RNN(Layer):
                 raise InputError(f"{what} has {self.n_states} state(s) but got {len(states)} initial state(s)"
                                  f"{where()}")
             states = [ops.cast(ops.as_tensor(s), x.dtype) for s in states]
-        outputs, final = unroll(lambda xt, st: self._step(xt, st, rmask), self._project(x), states, mask,
-                                self.go_backwards, what)
-        if self.return_sequences:
-            out = ops.stack(outputs, axis=1)
+        outputs, final = recur(lambda xt, st: self._step(xt, st, rmask), self._project(x), states, mask,
+                               self.go_backwards, self.return_sequences, what)
+        if outputs is not None:
+            out = outputs
             set_mask(out, mask if mask is None or not self.go_backwards else mask[:, ::-1])
         else:
-            out = final[0] if mask is not None else outputs[-1]
+            out = final[0]
         if self.return_state:
             return [out] + list(final)
         return out

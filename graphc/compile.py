@@ -124,7 +124,6 @@ class Function:
         self._bind = [(k, j, d) for k, x in enumerate(self.inputs) for j, d in enumerate(x.shape)]
         self._constraints = _size_constraints(nodes)
         self._calls = 0
-        self.llvm_ir: str | None = None
         self._native = None
         self.ptx: str | None = None  # PTX of the CUDA kernels (target="cuda" only)
         if mode == "native" and self.options.target == "cuda":
@@ -132,7 +131,6 @@ class Function:
             from graphc.lower.nvvm_executable import CudaExecutable
             self._native = CudaExecutable(self.graph, self.inputs, self.shared,
                                           [t for t, _ in self.updates], self.options, name)
-            self.llvm_ir = self._native.llvm_ir
             self.ptx = self._native.ptx
         elif mode == "native":
             from graphc.lower.executable import NativeExecutable
@@ -142,8 +140,13 @@ class Function:
             with env.stage_timer(name, "lower+compile"):
                 self._native = NativeExecutable(self.graph, self.inputs, self.shared,
                                                 [t for t, _ in self.updates], options, name)
-            self.llvm_ir = self._native.llvm_ir
-            env.dump(name, "ll", self.llvm_ir)
+            if env.dump_enabled():
+                env.dump(name, "ll", self.llvm_ir)
+
+    @property
+    def llvm_ir(self) -> str | None:
+        """The LLVM IR of the native code (None in reference mode)."""
+        return None if self._native is None else self._native.llvm_ir
 
     def _check_inputs_known(self, outs: list[Node]) -> None:
         given = set(map(id, self.inputs))

@@ -1,7 +1,8 @@
 """The one reader of the environment. Nothing else in graphc looks at environment variables.
 
 - ``GRAPHC_HOME``: where datasets are cached (default ``~/.graphc``).
-- ``GRAPHC_CACHE_DIR``: default disk cache for compiled code (unset: no disk cache).
+- ``GRAPHC_CACHE_DIR``: the disk cache for compiled code (default: ``$XDG_CACHE_HOME/graphc``
+  or ``~/.cache/graphc``; ``off`` disables it).
 - ``GRAPHC_DUMP_DIR``: write every compiled function's stages (graph before/after
   optimisation, LLVM IR) into this folder, for debugging.
 - ``GRAPHC_TIMINGS=1``: print how long each compile stage took.
@@ -21,8 +22,19 @@ def graphc_home() -> str:
 
 
 def default_cache_dir() -> str | None:
-    """The disk cache for compiled code, if one is configured."""
-    return os.environ.get("GRAPHC_CACHE_DIR") or None
+    """The disk cache for compiled code (None when ``GRAPHC_CACHE_DIR=off``)."""
+    value = os.environ.get("GRAPHC_CACHE_DIR")
+    if value is not None and value.strip().lower() in ("off", "0", "none", ""):
+        return None
+    if value:
+        return os.path.expanduser(value)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return os.path.expanduser(os.path.join(base, "graphc"))
+
+
+def dump_enabled() -> bool:
+    """True when ``GRAPHC_DUMP_DIR`` asks for compile stages to be written."""
+    return bool(os.environ.get("GRAPHC_DUMP_DIR"))
 
 
 def dump(name: str, stage: str, text: str) -> None:

@@ -22,6 +22,12 @@ import sys
 
 import pytest
 
+# Compiled code is cached on disk by default (~/.cache/graphc); the tests use a cache of their
+# own, fresh for each run, so they never depend on what an earlier run left behind.
+if "GRAPHC_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphc-test-cache-")
+
 # Let a plain ``pytest`` from a source checkout import graphc without installing it first.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 try:

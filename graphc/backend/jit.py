@@ -34,6 +34,8 @@ __all__ = [
     "cache_key",
     "compile_ir",
     "compile_object",
+    "load_cached",
+    "source_key",
     "host_target",
     "init_native",
     "register_symbol",
@@ -277,19 +279,78 @@ class NativeModule:
         return self._asm
 
 
-def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None) -> NativeModule:
+def source_key(*parts: str) -> str:
+    """Hex sha256 of ``parts`` plus what any object code depends on: the cache format, the
+    host target, llvmlite/LLVM versions and graphc's own source (so that a changed code
+    generator never reuses old entries). For caller-built keys (see ``load_cached``)."""
+    h = hashlib.sha256()
+    target = host_target()
+    for part in (f"graphc-jit-cache/{CACHE_FORMAT_VERSION}", target.triple, target.cpu, target.features,
+                 llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), _graphc_source_digest(),
+                 *parts):
+        data = part.encode()
+        h.update(struct.pack("<Q", len(data)))
+        h.update(data)
+    return h.hexdigest()
+
+
+_source_digest: str | None = None
+
+
+def _graphc_source_digest() -> str:
+    """sha256 over the text of every module of the graphc package (computed once)."""
+    global _source_digest
+    if _source_digest is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        h = hashlib.sha256()
+        for folder, dirs, files in sorted(os.walk(root)):
+            dirs.sort()
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    with open(os.path.join(folder, f), "rb") as fh:
+                        h.update(f.encode() + b"\0" + fh.read())
+        _source_digest = h.hexdigest()
+    return _source_digest
+
+
+def load_cached(key: str, cache_dir: str | None, opt_level: int = 3) -> NativeModule | None:
+    """The module stored under ``key`` by ``compile_ir(..., key=key)``, linked and ready,
+    without its IR (so the caller need not even generate it); None on a miss or a corrupt
+    entry."""
+    if cache_dir is None:
+        return None
+    path = os.path.join(cache_dir, key + ".o")
+    blob = _read_entry(path)
+    if blob is None:
+        return None
+    target = host_target()
+    with _LOCK:
+        engine_tm = _target_machine(target, opt_level, jit=True)
+        mod = llvm.parse_assembly("")
+        mod.triple = target.triple
+        try:
+            engine = llvm.create_mcjit_compiler(mod, engine_tm)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
+            engine.finalize_object()
+        except RuntimeError:
+            return None
+        return NativeModule(engine, mod, target, opt_level, "", optimized=False, cache_path=path, cache_hit=True)
+
+
+def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, key: str | None = None) -> NativeModule:
     """Optimise and JIT-compile ``llvm_ir`` for the host CPU (AVX2/FMA where present).
 
-    With ``cache_dir`` the object code is looked up in / stored to that directory; a valid
-    entry skips optimisation and code generation, an unreadable or corrupt one is
-    recompiled and rewritten.  Raises CompileError for IR that does not parse or verify.
+    With ``cache_dir`` the object code is looked up in / stored to that directory, under
+    ``key`` if given (see ``source_key``) or else a hash of the IR; a valid entry skips
+    optimisation and code generation, an unreadable or corrupt one is recompiled and
+    rewritten.  Raises CompileError for IR that does not parse or verify.
     """
     target = host_target()
     with _LOCK:
         cache_path = None
         cached: bytes | None = None
         if cache_dir is not None:
-            cache_path = os.path.join(cache_dir, cache_key(llvm_ir, opt_level, target) + ".o")
+            cache_path = os.path.join(cache_dir, (key or cache_key(llvm_ir, opt_level, target)) + ".o")
             cached = _read_entry(cache_path)
         tm_opt = _target_machine(target, opt_level)
         mod = _parse(llvm_ir, tm_opt, target)

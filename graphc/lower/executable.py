@@ -7,23 +7,45 @@ passes pointers.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
 import sympy
 
-from graphc.backend.jit import compile_ir
+from graphc.backend.jit import compile_ir, load_cached, source_key
 from graphc.errors import InputError
 from graphc.frontend.variables import storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
-from graphc.ir.shapes import RNG_STEP
+from graphc.ir.shapes import RNG_STEP, evaluate
+from graphc.lower import runtime_library
 from graphc.lower.cpu import ERR_INDEX, WORKSPACE_ALIGN, emit_module
-from graphc.lower.schedule import schedule
+from graphc.ir.printer import debugprint
+from graphc.lower.schedule import Program, schedule
 from graphc.options import CompileOptions
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _WS_SIZE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+
+
+def program_key(program: Program, graph: Graph, name: str, options: CompileOptions) -> str:
+    """The disk-cache key of a scheduled program: the optimised graph as text (symbols named by
+    their position in the program, which is how the code reads them), the order of its
+    arguments, its constants' bytes and the options that change the code."""
+    index = {s.name: f"$s{i}" for i, s in enumerate(program.symbols)}
+    text = debugprint(list(graph.outputs), file=False)
+    if index:
+        text = re.sub("|".join(sorted(map(re.escape, index), key=len, reverse=True)), lambda m: index[m.group(0)], text)
+    args = [f"{b.kind}:{b.dtype}:{b.shape}" for b in program.inputs + program.shared + program.outputs]
+    args = [re.sub(r"[A-Za-z_]\w*", lambda m: index.get(m.group(0), m.group(0)), a) for a in args]
+    consts = hashlib.sha256()
+    for _, value in program.consts:
+        arr = np.ascontiguousarray(value)
+        consts.update(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
+    return source_key("program", name, text, "\n".join(args), consts.hexdigest(), str(options.llvm_opt),
+                      str(options.threads), str(options.opt_level))
 
 
 def _address(a: np.ndarray) -> int:
@@ -38,21 +60,27 @@ class NativeExecutable:
         n_user = len(graph.outputs) - len(update_targets)
         self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets))
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
-        self.llvm_ir = emit_module(self.program, self.name, options)
-        self.module = compile_ir(self.llvm_ir, options.llvm_opt, options.cache_dir)
+        self._options = options
+        self._llvm_ir: str | None = None
+        runtime_library.load(options.cache_dir)  # the GEMMs the module calls
+        # The disk cache is keyed by the scheduled program, so a hit skips emitting LLVM IR too.
+        key = program_key(self.program, graph, self.name, options) if options.cache_dir else None
+        module = load_cached(key, options.cache_dir, options.llvm_opt) if key else None
+        if module is None:
+            module = compile_ir(self.llvm_ir, options.llvm_opt, options.cache_dir, key=key)
+        self.module = module
         self._run = _ENTRY(self.module.address(f"{self.name}_run"))
         self._ws_size = _WS_SIZE(self.module.address(f"{self.name}_workspace_size"))
         self._symbols = self.program.symbols
         self._rng_index = self._symbols.index(RNG_STEP)
         out_shapes = [b.shape for b in self.program.outputs]
         self._out_dtypes = [np.dtype(b.dtype) for b in self.program.outputs]
-        flat = [d for s in out_shapes for d in s]
-        fn = sympy.lambdify(self._symbols, flat, modules="math") if flat else (lambda *a: [])
-        ranks = [len(s) for s in out_shapes]
+        symbols = self._symbols
 
         def shapes(*values):
-            it = iter(int(v) for v in fn(*values))
-            return [tuple(next(it) for _ in range(r)) for r in ranks]
+            # once per distinct set of sizes (see _plan): no need to compile an evaluator
+            env = dict(zip(symbols, values))
+            return [tuple(evaluate(d, env) for d in shape) for shape in out_shapes]
         self._shapes = shapes
         self._n_in = len(self.program.inputs)
         n_args = self._n_in + len(self.program.shared) + len(self.program.consts) + len(self.program.outputs)
@@ -68,6 +96,13 @@ class NativeExecutable:
         self._out_base = base + len(self._consts)
         self._syms = np.zeros(max(len(self._symbols), 1), np.int64)
         self._plans: dict[tuple, tuple[list[tuple], np.ndarray, int]] = {}
+
+    @property
+    def llvm_ir(self) -> str:
+        """The LLVM IR of this function (generated on demand after a disk-cache hit)."""
+        if self._llvm_ir is None:
+            self._llvm_ir = emit_module(self.program, self.name, self._options, external_runtime=True)
+        return self._llvm_ir
 
     def _plan(self, key: tuple) -> tuple[list[tuple], np.ndarray, int]:
         plan = self._plans.get(key)

@@ -103,11 +103,32 @@ def _vptr(b: ir.IRBuilder, ptr: ir.Value, vty: ir.VectorType) -> ir.Value:
 
 
 # ----------------------------------------------------------------------------- the function
+# A module with this attribute set calls the GEMM functions of the runtime library (compiled
+# once per process, see graphc/lower/runtime_library.py) instead of defining its own copies.
+EXTERNAL_RUNTIME = "graphc_external_runtime"
+
+
+def _gemm_type(dtype: str, threaded: bool) -> ir.FunctionType:
+    TP = (F32 if dtype == "float32" else F64).as_pointer()
+    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64] + ([I64] if threaded else []))
+
+
+def _declared(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Function | None:
+    """The function ``name`` already in ``module``, or its declaration when the module links
+    against the runtime library; None when the caller must define it."""
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    if getattr(module, EXTERNAL_RUNTIME, False):
+        return ir.Function(module, fnty, name)
+    return None
+
+
 def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
     """``void graphc_gemm_<dtype>(i64 m, i64 n, i64 k, T* A, i64 lda, T* B, i64 ldb, T* C, i64 ldc)``,
-    emitted into ``module`` once."""
+    emitted into ``module`` once (declared only, if the module uses the runtime library)."""
     name = f"graphc_gemm_{dtype}"
-    fn = module.globals.get(name)
+    fn = _declared(module, name, _gemm_type(dtype, False))
     if fn is not None:
         return fn
     cfg = cfg or config_for(dtype)
@@ -304,7 +325,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     ``pthread_create`` (libc), slice 0 on the caller. Small products and ``threads <= 1`` call
     the GEMM directly; a thread that cannot be created runs its slice on the caller."""
     name = f"graphc_gemm_{dtype}_mt"
-    fn = module.globals.get(name)
+    fn = _declared(module, name, _gemm_type(dtype, True))
     if fn is not None:
         return fn
     cfg = cfg or config_for(dtype)
@@ -427,6 +448,31 @@ def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, unroll: int 
                     b.store(b.add(b.load(cptr), b.mul(av, bv)), cptr)
 
 
+def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Function:
+    """``graphc_matmul_<dtype>[_mt](m, n, k, A, lda, B, ldb, C, ldc[, threads])`` for
+    contiguous operands (``lda == k``, ...): the plain loop for fewer than ``SMALL_M`` rows,
+    else the packed GEMM. What a matmul kernel calls when ``m`` is known only at run time."""
+    name = f"graphc_matmul_{dtype}" + ("_mt" if threaded else "")
+    fn = _declared(module, name, _gemm_type(dtype, threaded))
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, _gemm_type(dtype, threaded), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    m, n, kk, A, lda, B, ldb, C, ldc = fn.args[:9]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with b.if_else(b.icmp_signed("<", m, const_i64(SMALL_M))) as (few, many):
+        with few:
+            emit_naive(b, A, B, C, m, kk, n, dtype)
+        with many:
+            if threaded:
+                b.call(gemm_parallel_function(module, dtype), list(fn.args))
+            else:
+                b.call(gemm_function(module, dtype), list(fn.args))
+    b.ret_void()
+    return fn
+
+
 # ----------------------------------------------------------------------------- the kernel
 def lower_matmul(k) -> None:
     """The body of a MATMUL kernel (``k`` is a ``graphc.lower.cpu.Kernel``): a loop over the
@@ -455,34 +501,22 @@ def lower_matmul(k) -> None:
         packed = False
     # CompileOptions.threads reaches here when the kernel carries the options (k.options)
     threads = int(getattr(getattr(k, "options", None), "threads", 1) or 1)
-    if packed and threads > 1:
-        mt = gemm_parallel_function(b.module, dtype)
-        gemm = None
-
-        def call_gemm(args):
-            b.call(mt, list(args) + [const_i64(threads)])
-    elif packed:
-        gemm = gemm_function(b.module, dtype)
-
-        def call_gemm(args):
-            b.call(gemm, list(args))
-    packed_ok = packed
+    extra = [const_i64(threads)] if threads > 1 else []
+    if packed and static_m is not None:
+        gemm = gemm_parallel_function(b.module, dtype) if threads > 1 else gemm_function(b.module, dtype)
+    elif packed:  # rows known only at run time: few rows take the plain loop (inside the call)
+        gemm = matmul_function(b.module, dtype, threads > 1)
 
     def body(offsets: list[ir.Value]) -> None:
         pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
-        if not packed_ok:
+        if not packed:
             emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
-        elif static_m is not None:
-            call_gemm([ms, ns, ks, pa, ks, pb, ns, pc, ns])
-        else:  # rows known only at run time: few rows take the plain loop
-            with b.if_else(b.icmp_signed("<", ms, const_i64(SMALL_M))) as (few, many):
-                with few:
-                    emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
-                with many:
-                    call_gemm([ms, ns, ks, pa, ks, pb, ns, pc, ns])
+        else:
+            b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns] + extra)
 
     emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
               [const_i64(0)] * 3, body)
 
 
-__all__ = ["GemmConfig", "config_for", "gemm_function", "gemm_parallel_function", "PARALLEL_MIN_MACS", "emit_naive", "lower_matmul", "SMALL_M"]
+__all__ = ["GemmConfig", "config_for", "gemm_function", "gemm_parallel_function", "matmul_function",
+           "PARALLEL_MIN_MACS", "emit_naive", "lower_matmul", "SMALL_M", "EXTERNAL_RUNTIME"]

@@ -91,11 +91,14 @@ CASES = {
 }
 CUSTOM = {"_double": _double}
 NO_UPSTREAM_GRAD = {"Embedding"}  # cases whose layer is not differentiable in its input
-# Cases run through the interpreter: their native compiles (unrolled recurrences, strided/grouped
-# convolutions) take 10-30 s each with the current LLVM pipeline; the native path of these
-# layers is covered by the Conv2D and SimpleRNN cases here and by tests/keras/test_conv.py.
-REFERENCE_CASES = {"LSTM", "GRU", "GRU_reset_after", "Bidirectional", "Conv2D_channels_first", "TimeDistributed",
-                   "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"}
+# A bias right before a batch normalisation gets an exactly zero gradient (the batch mean is
+# subtracted); what the step changes is rounding noise, so it is not checked.
+ZERO_GRAD_WEIGHTS = {"BatchNormalization": ("pre0/bias",)}
+# Cases run through the interpreter: their native compiles (strided/grouped convolutions) take
+# 10-30 s each with the current LLVM pipeline; the native path of these layers is covered by
+# the Conv2D cases here and by tests/keras/test_conv.py.
+REFERENCE_CASES = {"Conv2D_channels_first", "TimeDistributed", "Conv2DTranspose", "DepthwiseConv2D",
+                   "SeparableConv2D"}
 
 
 def _model(name):
@@ -139,6 +142,8 @@ def test_layer(name, tmp_path, case_mode):
     model.train_on_batch(xs, y)
     after = model.get_weights()
     for n, b, a in zip(model.weights, before, after):
+        if str(n.name) in ZERO_GRAD_WEIGHTS.get(name, ()):
+            continue
         if id(n) in trainable_ids and not (name in NO_UPSTREAM_GRAD and str(n.name).startswith("pre")):
             assert not np.allclose(a, b), f"{n.name} was not updated"
     # config round trip

@@ -219,8 +219,16 @@ def test_kernel_threads_hook():
     rng = np.random.default_rng(9)
     x, y = gc.placeholder((None, 300), "float32"), gc.placeholder((300, 290), "float32")
     f = gc.function([x, y], x @ y, options=gc.CompileOptions(threads=2))
-    assert "graphc_gemm_float32_mt" in f.llvm_ir
-    assert "graphc_gemm_float32_mt" not in gc.function([x, y], x @ y).llvm_ir
+    # rows known at run time: the kernel calls the runtime library's dispatcher (plain loop
+    # for few rows, else the packed GEMM), threaded or not
+    assert "graphc_matmul_float32_mt" in f.llvm_ir
+    assert "_mt" not in gc.function([x, y], x @ y).llvm_ir
+    x64 = gc.placeholder((64, 300), "float32")
+    static_rows = gc.function([x64, y], x64 @ y, options=gc.CompileOptions(threads=2))
+    assert "graphc_gemm_float32_mt" in static_rows.llvm_ir  # rows known: the packed GEMM directly
+    a = rng.standard_normal((64, 300)).astype("float32")
+    b = rng.standard_normal((300, 290)).astype("float32")
+    _check(static_rows(a, b), a, b, "float32")
     for m in (2, 7, 300):
         a = rng.standard_normal((m, 300)).astype("float32")
         b = rng.standard_normal((300, 290)).astype("float32")

@@ -79,8 +79,22 @@ def _size_constraints(nodes: list[Node]) -> list[tuple[sympy.Expr, sympy.Expr, N
                 a = dims[0]
                 if (not isinstance(a, int) or not isinstance(d, int)) and not dims_equal(a, d) \
                         and not (isinstance(a, int) and a == 1) and not (isinstance(d, int) and d == 1):
-                    pairs.append((a, d, n))
-    return pairs
+                    pairs.append((*_reduced(a, d), n))
+    # each distinct pair is checked once, at every call (keep the first node, for the message)
+    unique: dict[frozenset, tuple] = {}
+    for a, b, n in pairs:
+        unique.setdefault(frozenset((a, b)), (a, b, n))
+    return list(unique.values())
+
+
+def _reduced(a, b):
+    """``10*x == 10*y`` is ``x == y``: a constraint between two scaled symbols is checked on
+    the symbols (cheaper at every call, and one check instead of several)."""
+    if not isinstance(a, int) and not isinstance(b, int):
+        num, den = sympy.fraction(sympy.cancel(a / b))
+        if num.is_Symbol and den.is_Symbol:
+            return num, den
+    return a, b
 
 
 class Function:
@@ -122,6 +136,7 @@ class Function:
         nodes = self.graph.nodes()
         self.shared = [n for n in nodes if n.op is Op.SHARED]
         self._bind = [(k, j, d) for k, x in enumerate(self.inputs) for j, d in enumerate(x.shape)]
+        self._np_dtypes = [np.dtype(x.dtype) for x in self.inputs]
         self._constraints = _size_constraints(nodes)
         self._calls = 0
         self._native = None
@@ -179,7 +194,11 @@ class Function:
             raise InputError(f"{self.name}: expected {len(self.inputs)} inputs "
                              f"({', '.join(str(x.name) for x in self.inputs)}), got {len(args)}")
         arrays = []
-        for x, a in zip(self.inputs, args):
+        for x, a, want in zip(self.inputs, args, self._np_dtypes):
+            # the common case first: a C-contiguous array of the right dtype and rank
+            if type(a) is np.ndarray and a.dtype == want and a.ndim == len(x.shape) and a.flags.c_contiguous:
+                arrays.append(a)
+                continue
             arr = np.asarray(a)
             if arr.dtype.name != x.dtype:
                 if not np.can_cast(arr.dtype, x.dtype, "same_kind"):

@@ -67,6 +67,8 @@ def evaluate(d: Dim, env: Mapping[sympy.Symbol, int]) -> int:
     """The value of a dimension once its symbols are bound."""
     if isinstance(d, int):
         return d
+    if d.is_Symbol:
+        return env[d]
     value = d.xreplace({s: sympy.Integer(env[s]) for s in d.free_symbols})
     return int(value)
 

@@ -1,6 +1,7 @@
 """Compile options: one frozen value passed explicitly to every stage (no global flags)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 
@@ -10,16 +11,22 @@ class CompileOptions:
 
     - ``opt_level``: 0 runs the graph as built; 1 simplifies; 2 (default) also fuses.
     - ``llvm_opt``: the LLVM optimisation level of the native code.
-    - ``threads``: worker threads the generated code may use (1 = none).
+    - ``threads``: threads the generated code may use for large products (1 = none; None,
+      the default: one per core). Products below ``gemm.PARALLEL_MIN_MACS`` always run on
+      the calling thread.
     - ``cache_dir``: where compiled object code is cached on disk (None: no disk cache).
     - ``target``: "cpu" (native code for this machine) or "cuda".
     """
 
     opt_level: int = 2
     llvm_opt: int = 3
-    threads: int = 1
+    threads: int | None = None
     cache_dir: str | None = None
     target: str = "cpu"
+
+    def thread_count(self) -> int:
+        """``threads``, with None resolved to the number of cores."""
+        return max(1, int(self.threads if self.threads is not None else (os.cpu_count() or 1)))
 
     def replace(self, **changes) -> "CompileOptions":
         return replace(self, **changes)

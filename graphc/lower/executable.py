@@ -45,7 +45,7 @@ def program_key(program: Program, graph: Graph, name: str, options: CompileOptio
         arr = np.ascontiguousarray(value)
         consts.update(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
     return source_key("program", name, text, "\n".join(args), consts.hexdigest(), str(options.llvm_opt),
-                      str(options.threads), str(options.opt_level))
+                      str(options.thread_count()), str(options.opt_level))
 
 
 _char_at = ctypes.c_char.from_buffer

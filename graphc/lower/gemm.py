@@ -500,7 +500,8 @@ def lower_matmul(k) -> None:
     if packed and static_m is not None and static_m < SMALL_M:
         packed = False
     # CompileOptions.threads reaches here when the kernel carries the options (k.options)
-    threads = int(getattr(getattr(k, "options", None), "threads", 1) or 1)
+    options = getattr(k, "options", None)
+    threads = options.thread_count() if options is not None else 1
     extra = [const_i64(threads)] if threads > 1 else []
     if packed and static_m is not None:
         gemm = gemm_parallel_function(b.module, dtype) if threads > 1 else gemm_function(b.module, dtype)

@@ -1,7 +1,9 @@
 """Matrix multiply for the CPU: a BLIS-style packed GEMM emitted as LLVM IR with explicit
 vector types, and the plain loop it falls back to.
 
-``C[m, n] = A[m, k] @ B[k, n]`` (row-major, leading dimensions ``lda``, ``ldb``, ``ldc``) for
+``C[m, n] = A[m, k] @ B[k, n]`` (C row-major with leading dimension ``ldc``; ``A[i, p]`` at
+``A + i*ars + p*acs`` and ``B[p, j]`` at ``B + p*brs + j*bcs``, so a transposed operand is read
+in place, without a copy) for
 float32 and float64 is one internal function per module and dtype, ``graphc_gemm_<dtype>``,
 that a matmul kernel calls once per matrix of its batch:
 
@@ -109,8 +111,10 @@ EXTERNAL_RUNTIME = "graphc_external_runtime"
 
 
 def _gemm_type(dtype: str, threaded: bool) -> ir.FunctionType:
+    """(m, n, k, A, ars, acs, B, brs, bcs, C, ldc[, threads])"""
     TP = (F32 if dtype == "float32" else F64).as_pointer()
-    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64] + ([I64] if threaded else []))
+    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64]
+                           + ([I64] if threaded else []))
 
 
 def _declared(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Function | None:
@@ -125,7 +129,7 @@ def _declared(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Functio
 
 
 def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
-    """``void graphc_gemm_<dtype>(i64 m, i64 n, i64 k, T* A, i64 lda, T* B, i64 ldb, T* C, i64 ldc)``,
+    """``void graphc_gemm_<dtype>(m, n, k, T* A, ars, acs, T* B, brs, bcs, T* C, ldc)`` (i64 sizes),
     emitted into ``module`` once (declared only, if the module uses the runtime library)."""
     name = f"graphc_gemm_{dtype}"
     fn = _declared(module, name, _gemm_type(dtype, False))
@@ -143,12 +147,12 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
     fma = _fma_fn(module, V)
     esize = 4 if dtype == "float32" else 8
 
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64]), name)
+    fn = ir.Function(module, _gemm_type(dtype, False), name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")  # one copy per module: inlining it per call site costs compile time
-    for i in (3, 5, 7):
+    for i in (3, 6, 9):
         fn.args[i].add_attribute("noalias")
-    m, n, kk, A, lda, B, ldb, C, ldc = fn.args
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     ap_buf = b.alloca(ir.ArrayType(T, MC * KC), name="apack")
     ap_buf.align = 64
@@ -170,7 +174,8 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
 
     # Few rows (one MC block): each element of B is used by one block of A only, so packing B
     # costs more than it saves; the micro-kernel reads full panels of B in place.
-    direct = b.icmp_signed("<=", m, const_i64(DIRECT_B_MAX_M if DIRECT_B_MAX_M is not None else MC))
+    direct = b.and_(b.icmp_signed("<=", m, const_i64(DIRECT_B_MAX_M if DIRECT_B_MAX_M is not None else MC)),
+                    b.icmp_signed("==", bcs, const_i64(1)))  # in place needs rows of B contiguous
     with for_range(b, _ceil_div(b, n, NC), "jc") as jci:
         jc = b.mul(jci, const_i64(NC))
         nc = _min(b, const_i64(NC), b.sub(n, jc))
@@ -179,11 +184,11 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
             kc = _min(b, const_i64(KC), b.sub(kk, pc))
             first = b.icmp_signed("==", pci, const_i64(0))
             with b.if_then(b.not_(direct)):
-                _pack_b(b, B, ldb, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize)
+                _pack_b(b, B, brs, bcs, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize)
             with for_range(b, _ceil_div(b, m, MC), "ic") as ici:
                 ic = b.mul(ici, const_i64(MC))
                 mc = _min(b, const_i64(MC), b.sub(m, ic))
-                _pack_a(b, A, lda, ic, pc, mc, kc, ap, MR, zero_s)
+                _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s)
                 with for_range(b, _ceil_div(b, nc, NR), "jr") as jri:
                     jr = b.mul(jri, const_i64(NR))
                     nr = _min(b, const_i64(NR), b.sub(nc, jr))
@@ -191,10 +196,10 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
                     in_place = b.and_(direct, full_panel)
                     # direct mode, partial panel: pack just this panel (zero-padded) at bp
                     with b.if_then(b.and_(direct, b.not_(full_panel))):
-                        _pack_b(b, B, ldb, pc, b.add(jc, jr), kc, nr, bp, V, NR, NRV, VW, zero_s, esize)
-                    bpanel = b.select(in_place, gep(b, B, b.add(b.mul(pc, ldb), b.add(jc, jr))),
+                        _pack_b(b, B, brs, bcs, pc, b.add(jc, jr), kc, nr, bp, V, NR, NRV, VW, zero_s, esize)
+                    bpanel = b.select(in_place, gep(b, B, b.add(b.mul(pc, brs), b.add(jc, jr))),
                                       gep(b, bp, b.select(direct, const_i64(0), b.mul(jr, kc))))
-                    bstride = b.select(in_place, ldb, const_i64(NR))
+                    bstride = b.select(in_place, brs, const_i64(NR))
                     with for_range(b, _ceil_div(b, mc, MR), "ir") as iri:
                         ir_ = b.mul(iri, const_i64(MR))
                         mr = _min(b, const_i64(MR), b.sub(mc, ir_))
@@ -206,33 +211,34 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
     return fn
 
 
-def _pack_b(b, B, ldb, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize) -> None:
+def _pack_b(b, B, brs, bcs, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize) -> None:
     """bp[jp*NR*kc + p*NR + c] = B[pc + p, jc + jp*NR + c] (0 past column nc)."""
     with for_range(b, _ceil_div(b, nc, NR), "pbj") as jp:
         col0 = b.mul(jp, const_i64(NR))
         ncols = _min(b, const_i64(NR), b.sub(nc, col0))
-        src0 = gep(b, B, b.add(b.mul(pc, ldb), b.add(jc, col0)))
+        src0 = gep(b, B, b.add(b.mul(pc, brs), b.mul(b.add(jc, col0), bcs)))
         dst0 = gep(b, bp, b.mul(col0, kc))
-        with b.if_else(b.icmp_signed("==", ncols, const_i64(NR))) as (full, part):
-            with full:
+        full_rows = b.and_(b.icmp_signed("==", ncols, const_i64(NR)), b.icmp_signed("==", bcs, const_i64(1)))
+        with b.if_else(full_rows) as (full, part):
+            with full:  # contiguous rows of NR: vector copies
                 with for_range(b, kc, "pbp") as p:
-                    src = gep(b, src0, b.mul(p, ldb))
+                    src = gep(b, src0, b.mul(p, brs))
                     dst = gep(b, dst0, b.mul(p, const_i64(NR)))
                     for v in range(NRV):
                         x = b.load(_vptr(b, gep(b, src, const_i64(v * VW)), V), align=esize)
                         b.store(x, _vptr(b, gep(b, dst, const_i64(v * VW)), V), align=64)
-            with part:
+            with part:  # a partial panel, or a transposed B (columns strided): element by element
                 last = b.sub(ncols, const_i64(1))
-                with for_range(b, kc, "pbq") as p:
-                    src = gep(b, src0, b.mul(p, ldb))
-                    dst = gep(b, dst0, b.mul(p, const_i64(NR)))
-                    # a loop, not unrolled code: this edge path is rare and small code compiles fast
-                    with for_range(b, const_i64(NR), "pbc") as cc:
-                        x = b.load(gep(b, src, _min(b, cc, last)))
-                        b.store(b.select(b.icmp_signed("<", cc, ncols), x, zero_s), gep(b, dst, cc))
+                with for_range(b, const_i64(NR), "pbc") as cc:
+                    src = gep(b, src0, b.mul(_min(b, cc, last), bcs))
+                    keep = b.icmp_signed("<", cc, ncols)
+                    # a loop, not unrolled code: small code compiles fast
+                    with for_range(b, kc, "pbq") as p:
+                        x = b.load(gep(b, src, b.mul(p, brs)))
+                        b.store(b.select(keep, x, zero_s), gep(b, dst0, b.add(b.mul(p, const_i64(NR)), cc)))
 
 
-def _pack_a(b, A, lda, ic, pc, mc, kc, ap, MR, zero_s) -> None:
+def _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s) -> None:
     """ap[ip*MR*kc + p*MR + r] = A[ic + ip*MR + r, pc + p] (0 past row mc)."""
     last = b.sub(mc, const_i64(1))
     with for_range(b, _ceil_div(b, mc, MR), "pai") as ip:
@@ -242,12 +248,13 @@ def _pack_a(b, A, lda, ic, pc, mc, kc, ap, MR, zero_s) -> None:
         for r in range(MR):
             row = b.add(row0, const_i64(r))
             valid.append(b.icmp_signed("<", row, mc))
-            rows.append(gep(b, A, b.add(b.mul(b.add(ic, _min(b, row, last)), lda), pc)))
+            rows.append(gep(b, A, b.add(b.mul(b.add(ic, _min(b, row, last)), ars), b.mul(pc, acs))))
         dst0 = gep(b, ap, b.mul(row0, kc))
         with for_range(b, kc, "pap") as p:
             dst = gep(b, dst0, b.mul(p, const_i64(MR)))
+            step = b.mul(p, acs)
             for r in range(MR):
-                x = b.load(gep(b, rows[r], p))
+                x = b.load(gep(b, rows[r], step))
                 b.store(b.select(valid[r], x, zero_s), gep(b, dst, const_i64(r)))
 
 
@@ -319,7 +326,7 @@ PARALLEL_MIN_MACS = 1 << 24
 
 
 def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
-    """``void graphc_gemm_<dtype>_mt(m, n, k, A, lda, B, ldb, C, ldc, i64 threads)``: the
+    """``void graphc_gemm_<dtype>_mt(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, i64 threads)``: the
     product split into ``threads`` slices of columns (or of rows, when C is taller than wide),
     each slice a call of the single-thread GEMM; slices 1.. run on threads made with
     ``pthread_create`` (libc), slice 0 on the caller. Small products and ``threads <= 1`` call
@@ -334,7 +341,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     TP = T.as_pointer()
     I8P = ir.IntType(8).as_pointer()
     I32 = ir.IntType(32)
-    args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, TP, I64, TP, I64])
+    args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64])
     worker_ty = ir.FunctionType(I8P, [I8P])
 
     worker = ir.Function(module, worker_ty, f"graphc_gemm_{dtype}_worker")
@@ -342,7 +349,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     wb = ir.IRBuilder(worker.append_basic_block("entry"))
     sp = wb.bitcast(worker.args[0], args_ty.as_pointer())
     i32 = lambda v: ir.Constant(I32, v)  # noqa: E731
-    vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(9)]
+    vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(11)]
     wb.call(gemm, vals)
     wb.ret(ir.Constant(I8P, None))
 
@@ -351,9 +358,9 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     join = module.globals.get("pthread_join") or ir.Function(
         module, ir.FunctionType(I32, [I64, I8P.as_pointer()]), "pthread_join")
 
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, TP, I64, TP, I64, I64]), name)
+    fn = ir.Function(module, _gemm_type(dtype, True), name)
     fn.linkage = "internal"
-    m, n, kk, A, lda, B, ldb, C, ldc, nthreads = fn.args
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, nthreads = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     max_t = 64
     slots = b.alloca(ir.ArrayType(args_ty, max_t), name="slices")
@@ -364,7 +371,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     serial = b.or_(b.icmp_signed("<=", nt, const_i64(1)), b.icmp_signed("<", macs, const_i64(PARALLEL_MIN_MACS)))
     with b.if_else(serial) as (one, many):
         with one:
-            b.call(gemm, [m, n, kk, A, lda, B, ldb, C, ldc])
+            b.call(gemm, [m, n, kk, A, ars, acs, B, brs, bcs, C, ldc])
         with many:
             by_cols = b.icmp_signed(">=", n, m)
             unit = b.select(by_cols, const_i64(cfg.nr), const_i64(cfg.mr))
@@ -377,11 +384,11 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
                 cnt = b.select(b.icmp_signed("<", cnt, const_i64(0)), const_i64(0), cnt)
                 ms = b.select(by_cols, m, cnt)
                 ns = b.select(by_cols, cnt, n)
-                a0 = b.select(by_cols, A, gep(b, A, b.mul(start, lda)))
-                b0 = b.select(by_cols, gep(b, B, start), B)
+                a0 = b.select(by_cols, A, gep(b, A, b.mul(start, ars)))
+                b0 = b.select(by_cols, gep(b, B, b.mul(start, bcs)), B)
                 c0 = gep(b, C, b.select(by_cols, start, b.mul(start, ldc)))
                 slot = b.gep(slots, [i32(0), t], inbounds=True)
-                for f, v in enumerate([ms, ns, kk, a0, lda, b0, ldb, c0, ldc]):
+                for f, v in enumerate([ms, ns, kk, a0, ars, acs, b0, brs, bcs, c0, ldc]):
                     b.store(v, b.gep(slot, [i32(0), i32(f)], inbounds=True))
                 flag = b.gep(started, [i32(0), t], inbounds=True)
                 b.store(ir.Constant(ir.IntType(8), 0), flag)
@@ -406,41 +413,27 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
 
 
 # ----------------------------------------------------------------------------- the plain loop
-def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, unroll: int = 1) -> None:
-    """``C[i, :] = sum_p A[i, p] * B[p, :]``: the i-p-j loop, vectorised by LLVM over j. For
-    floats, ``unroll`` rows of B can be combined per pass over the row of C; measured on
-    znver5 for 1x784x512, 1 (the default) was as fast as 2, 4 or 8."""
+def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, a_strides=None, b_strides=None) -> None:
+    """``C[i, :] = sum_p A[i, p] * B[p, :]``: the i-p-j loop, vectorised by LLVM over j (when
+    B's rows are contiguous). ``a_strides``/``b_strides``: (row, column) strides in elements,
+    row-major by default; measured on znver5 for 1x784x512, unrolling over p did not help."""
     from graphc.lower import scalar
     fl = dtype.startswith("float")
     zero = scalar.constant(0, dtype)
-    u = unroll if fl else 1
+    ars, acs = a_strides or (ks, const_i64(1))
+    brs, bcs = b_strides or (ns, const_i64(1))
+    unit = isinstance(bcs, ir.Constant) and int(bcs.constant) == 1
     with for_range(b, ms, "i") as i:
         crow = gep(b, pc, b.mul(i, ns))
         with for_range(b, ns, "z") as j:
             b.store(zero, gep(b, crow, j))
-        arow = gep(b, pa, b.mul(i, ks))
-        main = b.udiv(ks, const_i64(u))  # full groups of u rows of B
-        with for_range(b, main, "pg") as pg:
-            p0 = b.mul(pg, const_i64(u))
-            avs = [b.load(gep(b, arow, b.add(p0, const_i64(t)))) for t in range(u)]
-            brows = [gep(b, pb, b.mul(b.add(p0, const_i64(t)), ns)) for t in range(u)]
+        arow = gep(b, pa, b.mul(i, ars))
+        with for_range(b, ks, "p") as p:
+            av = b.load(gep(b, arow, b.mul(p, acs)))
+            brow = gep(b, pb, b.mul(p, brs))
             with for_range(b, ns, "j") as j:
                 cptr = gep(b, crow, j)
-                acc = b.load(cptr)
-                for t in range(u):
-                    bv = b.load(gep(b, brows[t], j))
-                    if fl:
-                        acc = b.fadd(acc, b.fmul(avs[t], bv, flags=("contract",)), flags=("contract",))
-                    else:
-                        acc = b.add(acc, b.mul(avs[t], bv))
-                b.store(acc, cptr)
-        with for_range(b, b.sub(ks, b.mul(main, const_i64(u))), "pr") as pr:
-            p = b.add(b.mul(main, const_i64(u)), pr)
-            av = b.load(gep(b, arow, p))
-            brow = gep(b, pb, b.mul(p, ns))
-            with for_range(b, ns, "j") as j:
-                cptr = gep(b, crow, j)
-                bv = b.load(gep(b, brow, j))
+                bv = b.load(gep(b, brow, j if unit else b.mul(j, bcs)))
                 if fl:
                     prod = b.fmul(av, bv, flags=("contract",))
                     b.store(b.fadd(b.load(cptr), prod, flags=("contract",)), cptr)
@@ -449,9 +442,9 @@ def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, unroll: int 
 
 
 def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Function:
-    """``graphc_matmul_<dtype>[_mt](m, n, k, A, lda, B, ldb, C, ldc[, threads])`` for
-    contiguous operands (``lda == k``, ...): the plain loop for fewer than ``SMALL_M`` rows,
-    else the packed GEMM. What a matmul kernel calls when ``m`` is known only at run time."""
+    """``graphc_matmul_<dtype>[_mt](m, n, k, A, ars, acs, B, brs, bcs, C, ldc[, threads])`` with
+    ``ldc == n``: the plain loop for fewer than ``SMALL_M`` rows, else the packed GEMM. What a
+    matmul kernel calls when ``m`` is known only at run time."""
     name = f"graphc_matmul_{dtype}" + ("_mt" if threaded else "")
     fn = _declared(module, name, _gemm_type(dtype, threaded))
     if fn is not None:
@@ -459,11 +452,11 @@ def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Functio
     fn = ir.Function(module, _gemm_type(dtype, threaded), name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
-    m, n, kk, A, lda, B, ldb, C, ldc = fn.args[:9]
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc = fn.args[:11]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     with b.if_else(b.icmp_signed("<", m, const_i64(SMALL_M))) as (few, many):
         with few:
-            emit_naive(b, A, B, C, m, kk, n, dtype)
+            emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs))
         with many:
             if threaded:
                 b.call(gemm_parallel_function(module, dtype), list(fn.args))
@@ -508,12 +501,18 @@ def lower_matmul(k) -> None:
     elif packed:  # rows known only at run time: few rows take the plain loop (inside the call)
         gemm = matmul_function(b.module, dtype, threads > 1)
 
+    # An operand the schedule left transposed in place (a view of its source, see
+    # schedule._folds_into_matmul) is read with swapped strides instead of being copied.
+    one = const_i64(1)
+    a_str2 = (one, ms) if k.step.ins[0].transposed else (ks, one)
+    b_str2 = (one, ks) if k.step.ins[1].transposed else (ns, one)
+
     def body(offsets: list[ir.Value]) -> None:
         pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
         if not packed:
-            emit_naive(b, pa, pb, pc, ms, ks, ns, dtype)
+            emit_naive(b, pa, pb, pc, ms, ks, ns, dtype, a_str2, b_str2)
         else:
-            b.call(gemm, [ms, ns, ks, pa, ks, pb, ns, pc, ns] + extra)
+            b.call(gemm, [ms, ns, ks, pa, *a_str2, pb, *b_str2, pc, ns] + extra)
 
     emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
               [const_i64(0)] * 3, body)

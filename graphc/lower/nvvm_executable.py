@@ -45,7 +45,8 @@ class CudaExecutable:
     def __init__(self, graph: Graph, inputs: Sequence[Node], shared: Sequence[Node],
                  update_targets: Sequence[Node], options: CompileOptions, name: str, arch: str | None = None):
         n_user = len(graph.outputs) - len(update_targets)
-        self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets))
+        self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets),
+                                fold_transposes=False)
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
         self.nvvm = emit_nvvm(self.program, self.name)
         self.llvm_ir = self.nvvm.llvm_ir

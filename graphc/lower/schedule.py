@@ -3,7 +3,8 @@
 Every value lives in a buffer. Inputs, shared variables, constants and outputs are buffers
 the caller passes in; intermediates live in one workspace, where buffers whose lifetimes do
 not overlap share a slot (a slot is reused only by a buffer of the same symbolic size).
-A reshape is a view: it aliases its input's buffer.
+A reshape is a view: it aliases its input's buffer. So is a transpose of the last two axes
+whose only readers are matmuls (on the CPU): the GEMM reads the source with swapped strides.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Buffer:
     index: int = -1
     slot: int = -1
     alias_of: Optional["Buffer"] = None
+    transposed: bool = False  # a view of alias_of with its last two axes swapped (matmul operands only)
 
     @property
     def nbytes(self) -> Dim:
@@ -96,12 +98,31 @@ def _symbols(nodes: list[Node]) -> list[sympy.Symbol]:
     return sorted(syms, key=lambda s: s.name)
 
 
+def _folds_into_matmul(node: Node, readers: dict[int, list[Node]], kept: set[int]) -> bool:
+    """A transpose of the last two axes that only matmuls read (as operands) need not be
+    materialised: the GEMM reads its source in place with swapped strides."""
+    if node.op is not Op.TRANSPOSE or id(node) in kept or node.ndim < 2:
+        return False
+    perm = node.attrs["perm"]
+    n = node.ndim
+    if tuple(perm) != tuple(range(n - 2)) + (n - 1, n - 2):
+        return False
+    users = readers.get(id(node), [])
+    return bool(users) and all(u.op is Op.MATMUL for u in users)
+
+
 def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user_outputs: int,
-             update_targets: list[Node]) -> Program:
+             update_targets: list[Node], fold_transposes: bool = True) -> Program:
     """Plan the kernels and buffers computing ``outputs``; the outputs after the first
     ``n_user_outputs`` are new values for ``update_targets`` (written back in place, after
-    everything else has read the old values)."""
+    everything else has read the old values). ``fold_transposes`` lets matmuls read
+    transposed operands in place (the CPU GEMM can; the CUDA kernels cannot yet)."""
     order = toposort(outputs)
+    readers: dict[int, list[Node]] = {}
+    for n in order:
+        for i in n.inputs:
+            readers.setdefault(id(i), []).append(n)
+    kept = {id(o) for o in outputs}  # values leaving the program are materialised
     buffers: dict[int, Buffer] = {}
     in_bufs = [Buffer("input", x.dtype, x.shape, index=i) for i, x in enumerate(inputs)]
     sh_bufs = [Buffer("shared", x.dtype, x.shape, index=i) for i, x in enumerate(shared)]
@@ -131,8 +152,12 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
         elif node.op is Op.RESHAPE:
             src = buffers[id(node.inputs[0])]
             b = Buffer(src.root().kind, node.dtype, node.shape, index=src.root().index, alias_of=src)
+        elif fold_transposes and _folds_into_matmul(node, readers, kept):
+            src = buffers[id(node.inputs[0])]
+            b = Buffer(src.root().kind, node.dtype, node.shape, index=src.root().index, alias_of=src,
+                       transposed=True)
         elif node.op is Op.SCAN:
-            step = _loop_step(node, [buffers[id(i)] for i in node.inputs], direct_scan, consts)
+            step = _loop_step(node, [buffers[id(i)] for i in node.inputs], direct_scan, consts, fold_transposes)
             scan_outs[id(node)] = step.outs
             steps.append(step)
             continue
@@ -168,7 +193,7 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
     return Program(steps, in_bufs, sh_bufs, consts, out_bufs, slots, _symbols(order), buffers)
 
 
-def _loop_step(node: Node, ins: list[Buffer], direct_scan: dict, consts: list) -> Step:
+def _loop_step(node: Node, ins: list[Buffer], direct_scan: dict, consts: list, fold_transposes: bool) -> Step:
     """The step of a SCAN node: its output buffers and its body, scheduled as a program whose
     inputs are the body's parameters and whose outputs are the body's outputs (the emitter
     points them at the right rows on each step). The body's constants join ``consts``."""
@@ -180,7 +205,7 @@ def _loop_step(node: Node, ins: list[Buffer], direct_scan: dict, consts: list) -
         shape, dtype = output_type(a, i)
         outs.append(direct_scan.get((id(node), i)) or Buffer("workspace", dtype, shape))
     temps = [Buffer("workspace", c.dtype, c.shape) for c, keep in zip(body.carries, a["keep"]) if not keep]
-    program = schedule(list(body.outputs), list(body.params), [], len(body.outputs), [])
+    program = schedule(list(body.outputs), list(body.params), [], len(body.outputs), [], fold_transposes)
     for buf, value in program.consts:
         buf.index = len(consts)
         consts.append((buf, value))

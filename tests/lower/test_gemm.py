@@ -50,18 +50,21 @@ def direct(request):
     for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
         p = ctypes.POINTER(ct)
         i = ctypes.c_int64
-        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, p, i, p, i)(native.address(f"graphc_gemm_{dtype}"))
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i)(native.address(f"graphc_gemm_{dtype}"))
     fns["_keep"] = native
     return fns
 
 
-def _call(fns, dtype, a, b, c, lda=None, ldb=None, ldc=None):
+def _call(fns, dtype, a, b, c):
+    """C = A @ B for NumPy views: any (row, column) strides of A and B (a transposed view is
+    read in place), C with unit column stride."""
     ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
     ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
     m, k = a.shape
     n = b.shape[1]
-    fns[dtype](m, n, k, ptr(a), lda or a.strides[0] // a.itemsize, ptr(b), ldb or b.strides[0] // b.itemsize,
-               ptr(c), ldc or c.strides[0] // c.itemsize)
+    assert c.strides[1] == c.itemsize
+    fns[dtype](m, n, k, ptr(a), a.strides[0] // a.itemsize, a.strides[1] // a.itemsize,
+               ptr(b), b.strides[0] // b.itemsize, b.strides[1] // b.itemsize, ptr(c), c.strides[0] // c.itemsize)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -95,6 +98,19 @@ def test_direct_k_zero_and_leading_dims(direct, dtype):
     outside = big_c.copy()
     outside[4:17, 6:34] = 7.0
     assert np.all(outside == 7.0)  # nothing written outside C
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_transposed_operands(direct, dtype):
+    """A or B given transposed (column-major views) is read in place, every edge size."""
+    rng = np.random.default_rng(3)
+    for m, k, n in [(1, 5, 3), (13, 9, 40), (40, 22, 17), (7, 1, 31), (31, 40, 8)]:
+        at = rng.standard_normal((k, m)).astype(dtype)
+        bt = rng.standard_normal((n, k)).astype(dtype)
+        for a, b in ((at.T, bt.T), (at.T, np.ascontiguousarray(bt.T)), (np.ascontiguousarray(at.T), bt.T)):
+            c = np.full((m, n), np.nan, dtype)
+            _call(direct, dtype, a, b, c)
+            _check(c, np.ascontiguousarray(a), np.ascontiguousarray(b), dtype)
 
 
 def test_host_config_shapes():
@@ -194,7 +210,8 @@ def parallel():
     for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
         p = ctypes.POINTER(ct)
         i = ctypes.c_int64
-        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, p, i, p, i, i)(native.address(f"graphc_gemm_{dtype}_mt"))
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, i)(
+            native.address(f"graphc_gemm_{dtype}_mt"))
     fns["_keep"] = native
     return fns
 
@@ -210,7 +227,11 @@ def test_parallel_slices(parallel, dtype, m, k, n, threads):
     c = np.full((m, n), np.nan, dtype)
     ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
     ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
-    parallel[dtype](m, n, k, ptr(a), k, ptr(b), n, ptr(c), n, threads)
+    parallel[dtype](m, n, k, ptr(a), k, 1, ptr(b), n, 1, ptr(c), n, threads)
+    _check(c, a, b, dtype)
+    at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)  # both read transposed, in place
+    c = np.full((m, n), np.nan, dtype)
+    parallel[dtype](m, n, k, ptr(at), 1, m, ptr(bt), 1, k, ptr(c), n, threads)
     _check(c, a, b, dtype)
 
 
@@ -233,3 +254,29 @@ def test_kernel_threads_hook():
         a = rng.standard_normal((m, 300)).astype("float32")
         b = rng.standard_normal((300, 290)).astype("float32")
         _check(f(a, b), a, b, "float32")
+
+
+@pytest.mark.parametrize("m,k,n", [(2, 5, 3), (33, 70, 65), (130, 300, 41)])
+def test_matmul_reads_transposed_operands_in_place(m, k, n):
+    """x.T @ y, x @ y.T and batched variants: no transpose kernel (the GEMM reads the source
+    with swapped strides), and the values equal NumPy's; a transpose with another reader is
+    still materialised."""
+    rng = np.random.default_rng(4)
+    a = gc.placeholder((k, None), "float32", name="a")  # (k, m): a.T is (m, k)
+    b = gc.placeholder((n, k), "float32", name="b")      # b.T is (k, n)
+    f = gc.function([a, b], [a.T @ b.T, (a.T @ b.T) + gc.ops.sum(a.T)])
+    kinds = [s.node.op for s in f._native.program.steps if s.node is not None]
+    assert gc.ir.Op.MATMUL in kinds
+    assert kinds.count(gc.ir.Op.TRANSPOSE) == 1  # only for the sum, which is not a matmul
+    av = rng.standard_normal((k, m)).astype("float32")
+    bv = rng.standard_normal((n, k)).astype("float32")
+    got, got2 = f(av, bv)
+    _check(got, np.ascontiguousarray(av.T), np.ascontiguousarray(bv.T), "float32")
+    np.testing.assert_allclose(got2, av.T @ bv.T + av.sum(), rtol=1e-4, atol=1e-3)
+    x = gc.placeholder((3, k, m), "float32", name="x")
+    y = gc.placeholder((k, n), "float32", name="y")
+    g = gc.function([x, y], gc.ops.swapaxes(x, -1, -2) @ y)
+    assert not any(s.node is not None and s.node.op is gc.ir.Op.TRANSPOSE for s in g._native.program.steps)
+    xv = rng.standard_normal((3, k, m)).astype("float32")
+    yv = rng.standard_normal((k, n)).astype("float32")
+    np.testing.assert_allclose(g(xv, yv), np.swapaxes(xv, -1, -2) @ yv, rtol=1e-4, atol=1e-3)

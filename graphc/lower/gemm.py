@@ -455,8 +455,12 @@ def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Functio
     m, n, kk, A, ars, acs, B, brs, bcs, C, ldc = fn.args[:11]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     with b.if_else(b.icmp_signed("<", m, const_i64(SMALL_M))) as (few, many):
-        with few:
-            emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs))
+        with few:  # B's rows contiguous (the usual case): a loop LLVM vectorises
+            with b.if_else(b.icmp_signed("==", bcs, const_i64(1))) as (unit, strided):
+                with unit:
+                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, const_i64(1)))
+                with strided:
+                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs))
         with many:
             if threaded:
                 b.call(gemm_parallel_function(module, dtype), list(fn.args))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from graphc.lower.irutil import F32, F64, I1, I64, const_i64, for_range, gep
+from graphc.lower.irutil import F32, F64, I64, const_i64, for_range, gep
 
 SMALL_M = 4
 #: packing B is skipped when m is at most this (None: MC, one block of A)
@@ -137,7 +137,6 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
         return fn
     cfg = cfg or config_for(dtype)
     T = F32 if dtype == "float32" else F64
-    TP = T.as_pointer()
     VW, MR, NRV, KC, MC, NC = cfg.vw, cfg.mr, cfg.nrv, cfg.kc, cfg.mc, cfg.nc
     NR = cfg.nr
     assert NC % NR == 0 and MC % MR == 0

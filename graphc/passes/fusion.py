@@ -4,7 +4,11 @@ over such a chain closes the loop as a reduction.
 A FUSED node's ``expr`` is a tree of tuples over its inputs:
 ``("in", i)``, ``("const", value, dtype)`` or ``("op", Op, (args...), dtype)``.
 A producer is inlined into its consumer when it is elementwise, has no other consumer and
-has the consumer's shape (so nothing is computed twice).
+has the consumer's shape (so nothing is computed twice). A *cheap* producer (a few
+arithmetic ops, no transcendental functions) is also inlined into several consumers when
+all of its readers are same-shape elementwise ops: recomputing ``x @ w + b`` in both
+``relu(...)`` and the backward pass's ``where(... > 0, g, 0)`` costs two additions and
+saves a kernel, a buffer and its memory traffic.
 """
 from __future__ import annotations
 
@@ -40,15 +44,46 @@ def _reindex(expr: tuple, mapping: dict[int, tuple]) -> tuple:
     return ("op", expr[1], tuple(_reindex(e, mapping) for e in expr[2]), expr[3])
 
 
+CHEAP_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.NEG, Op.MAXIMUM, Op.MINIMUM, Op.RELU, Op.CAST})
+MAX_RECOMPUTED_OPS = 2
+
+
+def _op_count(expr: tuple) -> int | None:
+    """Ops in ``expr``, or None if one of them is not cheap to compute again."""
+    if expr[0] != "op":
+        return 0
+    if expr[1] not in CHEAP_OPS:
+        return None
+    total = 1
+    for e in expr[2]:
+        n = _op_count(e)
+        if n is None:
+            return None
+        total += n
+    return total
+
+
 def fuse(outputs: Sequence[Node]) -> list[Node]:
     """Fuse elementwise chains (and sums closing them) below ``outputs``."""
     order = toposort(outputs)
     uses: Counter[int] = Counter()
+    readers: dict[int, list[Node]] = {}
     for node in order:
         for x in set(map(id, node.inputs)):
             uses[x] += 1
+        for x in node.inputs:
+            readers.setdefault(id(x), []).append(node)
     for o in outputs:
         uses[id(o)] += 1
+    out_ids = {id(o) for o in outputs}
+
+    def recomputable(x: Node) -> bool:
+        """Cheap, read only by same-shape elementwise ops, not an output: inline everywhere."""
+        if id(x) in out_ids:
+            return False
+        n = _op_count(built[id(x)][0])
+        return n is not None and n <= MAX_RECOMPUTED_OPS and all(
+            r.op in ELEMENTWISE and r.shape == x.shape for r in readers.get(id(x), []))
 
     # For every elementwise node: its expression and the nodes it reads.
     built: dict[int, tuple[tuple, list[Node]]] = {}
@@ -73,7 +108,7 @@ def fuse(outputs: Sequence[Node]) -> list[Node]:
 
             mapping: dict[int, tuple] = {}
             for i, x in enumerate(leaves):
-                if id(x) in built and uses[id(x)] == 1 and x.shape == node.shape:
+                if id(x) in built and x.shape == node.shape and (uses[id(x)] == 1 or recomputable(x)):
                     sub_expr, sub_leaves = built[id(x)]
                     sub_map = {j: add_leaf(y) for j, y in enumerate(sub_leaves)}
                     mapping[i] = _reindex(sub_expr, sub_map)

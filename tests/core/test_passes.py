@@ -394,3 +394,22 @@ def test_no_fusion_below_opt_level_2():
     assert Op.FUSED not in ops_of(fn)
     fn0 = gc.function([x], gc.ops.log(1 + x), mode="reference", options=O0)
     assert Op.LOG in ops_of(fn0) and Op.LOG1P not in ops_of(fn0)  # level 0: the graph as built
+
+
+def test_cheap_shared_producer_is_recomputed_in_each_reader():
+    """relu(x @ w + b) and the backward where(x @ w + b > 0, g, 0) both read the bias add:
+    it is cheap, so it is inlined into both fused loops and never stored."""
+    x = gc.placeholder((None, 5), name="x")
+    w = gc.shared(np.ones((5, 4), "float32"), name="w")
+    b = gc.shared(np.zeros(4, "float32"), name="b")
+    loss = gc.ops.sum(gc.ops.relu(x @ w + b) ** 2)
+    gw = gc.grad(loss, w)
+    fn = gc.function([x], [loss, gw])
+    nodes = fn.graph.nodes()
+    fused = [n for n in nodes if n.op is gc.ir.Op.FUSED]
+    assert not any(n.op is gc.ir.Op.ADD for n in nodes)
+    assert sum("add($0, $1)" in gc.ir.printer.format_expr(n.attrs["expr"]) for n in fused) >= 2
+    xv = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
+    ref = gc.function([x], [loss, gw], mode="reference", options=gc.CompileOptions(opt_level=0))
+    for got, want in zip(fn(xv), ref(xv)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

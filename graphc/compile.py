@@ -128,6 +128,9 @@ class Function:
         all_outs = outs + [v for _, v in self.updates]
         self._n_outputs = len(outs)
         self._check_inputs_known(all_outs)
+        if mode == "native" and self.options.target == "cuda":
+            from graphc.passes.expand import expand_windows  # no im2col kernel on CUDA yet
+            all_outs = expand_windows(all_outs)
         with env.stage_timer(name, "optimize"):
             optimized = optimize(all_outs, self.options.opt_level)
         self.graph = Graph(tuple(self.inputs), tuple(optimized))

@@ -172,6 +172,29 @@ def _full_shape(node: Node):
     return broadcast_shapes(node.op, node.inputs) if node.inputs else ()
 
 
+def _windows(node: Node):
+    """(offset index, slices of the padded input) for each kernel offset, row-major."""
+    import itertools
+    a = node.attrs
+    spatial = node.shape[1:-1] if node.op is Op.PATCHES_ADJOINT else node.inputs[0].shape[1:-1]
+    outs = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(spatial, a["ksize"], a["strides"], a["dilation"])]
+    for i, offs in enumerate(itertools.product(*[range(k) for k in a["ksize"]])):
+        yield i, (slice(None),) + tuple(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in
+                                        zip(offs, a["dilation"], a["strides"], outs)) + (slice(None),)
+
+
+def _patches(node: Node, x: np.ndarray, ctx: Context) -> np.ndarray:
+    return np.concatenate([x[idx] for _, idx in _windows(node)], axis=-1)
+
+
+def _patches_adjoint(node: Node, g: np.ndarray, ctx: Context) -> np.ndarray:
+    out = np.zeros(ctx.dims(node.shape), g.dtype)
+    c = out.shape[-1]
+    for i, idx in _windows(node):
+        out[idx] += g[..., i * c:(i + 1) * c]
+    return out
+
+
 def _scan(node: Node, *args) -> tuple:
     """Run the body once per step; the values of all the node's outputs, as a tuple."""
     from graphc.ir.scan import output_type
@@ -220,6 +243,8 @@ REFERENCE: dict[Op, Callable[..., np.ndarray]] = {
     Op.SOFTMAX: _softmax,
     Op.LOG_SOFTMAX: _log_softmax,
     Op.FUSED: _fused,
+    Op.PATCHES: _patches,
+    Op.PATCHES_ADJOINT: _patches_adjoint,
     Op.SCAN: _scan,
     Op.SCAN_OUTPUT: lambda node, values, ctx: values[node.attrs["index"]],
     Op.CONSTANT: lambda node, ctx: node.attrs["value"].array,

@@ -202,6 +202,9 @@ VJP: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.TAKE: _take,
     Op.SCATTER_ADD: _scatter_add,
     Op.SOFTMAX: _softmax,
+    # im2col and col2im are adjoint linear maps: each one's VJP is the other
+    Op.PATCHES: lambda n, g: (make_node(Op.PATCHES_ADJOINT, (g,), {**dict(n.attrs), "size": tuple(n.inputs[0].shape[1:-1])}),),
+    Op.PATCHES_ADJOINT: lambda n, g: (make_node(Op.PATCHES, (g,), {k: v for k, v in n.attrs.items() if k != "size"}),),
     Op.LOG_SOFTMAX: _log_softmax,
 }
 

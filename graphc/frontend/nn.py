@@ -77,20 +77,11 @@ def _pad_input(x: Node, sp: Sequence[int], ks: Sequence[int], strides: Sequence[
     return ops.pad(x, widths, constant_values=value), outs
 
 
-def _patches(xp: Node, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int], outs: Sequence[int]) -> list[Node]:
-    """One strided slice of ``xp`` per kernel offset (row-major over the kernel), each of shape
-    ``(batch, *outs, channels)``."""
-    nsp = len(ks)
-    slices = []
-    for offs in itertools.product(*[range(k) for k in ks]):
-        idx = [slice(None)]
-        for o, s, d, n in zip(offs, strides, dil, outs):
-            start = o * d
-            idx.append(slice(start, start + (n - 1) * s + 1, s))
-        idx.append(slice(None))
-        slices.append(ops.getitem(xp, tuple(idx)))
-    assert all(p.ndim == nsp + 2 for p in slices)
-    return slices
+def _windows(xp: Node, ks: Sequence[int], strides: Sequence[int], dil: Sequence[int]) -> Node:
+    """The windows of ``xp`` as ``(batch, *outs, K, channels)``, K = prod(ks) kernel offsets in
+    row-major order: one PATCHES node (im2col in one kernel; its gradient, col2im, in one)."""
+    cols = ops.patches(xp, ks, strides, dil)
+    return ops.reshape(cols, tuple(cols.shape[:-1]) + (int(np.prod(ks)), xp.shape[-1]))
 
 
 def conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str = "valid",
@@ -110,15 +101,14 @@ def conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padding: str =
     if cout % groups:
         raise ShapeError(f"{what}: {cout} filters are not divisible by groups={groups}")
     xp, outs = _pad_input(x, sp, ks, strides, dil, padding, 0.0, what)
-    cols = _patches(xp, ks, strides, dil, outs)
     kk = int(np.prod(ks))
     batch = x.shape[0]
     cg, og = cin // groups, cout // groups
+    windows = _windows(xp, ks, strides, dil)  # (B, *outs, kk, cin)
     results = []
     for g in range(groups):
-        parts = cols if groups == 1 else [p[..., g * cg:(g + 1) * cg] for p in cols]
-        stacked = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]  # (B, *outs, kk*cg)
-        flat = ops.reshape(stacked, (-1, kk * cg))
+        part = windows if groups == 1 else windows[..., g * cg:(g + 1) * cg]
+        flat = ops.reshape(part, (-1, kk * cg))
         kg = kernel if groups == 1 else kernel[..., g * og:(g + 1) * og]
         y = ops.matmul(flat, ops.reshape(kg, (kk * cg, og)))
         results.append(y)
@@ -141,12 +131,9 @@ def depthwise_conv(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padd
         raise ShapeError(f"{what}: the input has {cin} channels (shape {(None,) + tuple(x.shape[1:])}) but the "
                          f"depthwise kernel of shape {tuple(kernel.shape)} expects {kernel.shape[-2]}")
     xp, outs = _pad_input(x, sp, ks, strides, dil, padding, 0.0, what)
-    cols = _patches(xp, ks, strides, dil, outs)
-    kflat = ops.reshape(kernel, (len(cols), cin, dm))
-    total = None
-    for p, col in enumerate(cols):
-        term = ops.multiply(ops.expand_dims(col, -1), kflat[p])  # (B, *outs, cin, dm)
-        total = term if total is None else ops.add(total, term)
+    windows = _windows(xp, ks, strides, dil)  # (B, *outs, K, cin)
+    kflat = ops.reshape(kernel, (int(np.prod(ks)), cin, dm))
+    total = ops.sum(ops.multiply(ops.expand_dims(windows, -1), kflat), axis=-3)  # (B, *outs, cin, dm)
     return ops.reshape(total, (x.shape[0],) + tuple(outs) + (cin * dm,))
 
 
@@ -218,13 +205,7 @@ def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[in
     st = ks if strides is None else _tuple(strides, nsp, "strides")
     lowest = float(np.finfo(np.dtype(x.dtype)).min) if "float" in x.dtype else -2.0 ** 31
     xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, lowest, what)
-    cols = _patches(xp, ks, st, (1,) * nsp, outs)
-    if len(cols) == 1:
-        return cols[0]
-    y = cols[0]
-    for c in cols[1:]:
-        y = ops.maximum(y, c)
-    return y
+    return ops.max(_windows(xp, ks, st, (1,) * nsp), axis=-2)
 
 
 def avg_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
@@ -235,12 +216,9 @@ def avg_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[in
     ks = _tuple(pool_size, nsp, "pool_size")
     st = ks if strides is None else _tuple(strides, nsp, "strides")
     xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, 0.0, what)
-    cols = _patches(xp, ks, st, (1,) * nsp, outs)
-    total = cols[0]
-    for c in cols[1:]:
-        total = ops.add(total, c)
+    total = ops.sum(_windows(xp, ks, st, (1,) * nsp), axis=-2)
     if padding == "valid":
-        return ops.divide(total, float(len(cols)))
+        return ops.divide(total, float(np.prod(ks)))
     # count of real (unpadded) positions in each window, computed once in NumPy
     ones = np.ones((1,) + tuple(sp) + (1,), np.float64)
     widths = [(0, 0)] + [same_padding(s, k, t) for s, k, t in zip(sp, ks, st)] + [(0, 0)]

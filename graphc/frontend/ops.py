@@ -487,6 +487,23 @@ def _normalise_slice(sl: slice, d: Dim) -> tuple[Dim, Dim, int]:
     return norm(sl.start, 0), norm(sl.stop, d), step
 
 
+def patches(x, ksize: Sequence[int], strides: Sequence[int] | None = None,
+            dilation: Sequence[int] | None = None) -> Node:
+    """The windows of a channels-last ``x`` (batch, *spatial, channels), im2col style:
+    ``(batch, *outs, prod(ksize) * channels)``, kernel offsets row-major then channels ("valid"
+    windows; pad first for "same"). A convolution is this, reshaped, times the kernel."""
+    x = as_tensor(x)
+    n = len(ksize)
+    strides = tuple(strides) if strides is not None else (1,) * n
+    dilation = tuple(dilation) if dilation is not None else (1,) * n
+    if len(strides) != n or len(dilation) != n or x.ndim != n + 2:
+        raise ShapeError(f"patches: {n} window sizes need an input of rank {n + 2} and {n} strides and dilations, "
+                         f"got shape {format_shape(x.shape)}, strides {strides}, dilation {dilation}{_at()}")
+    return make_node(Op.PATCHES, (x,), {"ksize": tuple(int(k) for k in ksize),
+                                        "strides": tuple(int(s) for s in strides),
+                                        "dilation": tuple(int(d) for d in dilation)})
+
+
 def getitem(x: Node, index) -> Node:
     """NumPy basic indexing (ints, slices, None, Ellipsis) and one integer-array index."""
     x = as_tensor(x)

@@ -241,6 +241,38 @@ def _fused(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
     return shape, attrs["dtype"]
 
 
+def _window_outs(op: Op, x: Node, spatial, attrs: Attrs) -> list[int]:
+    ks, st, dil = attrs["ksize"], attrs["strides"], attrs["dilation"]
+    if not all(isinstance(d, int) for d in spatial) or len(spatial) != len(ks):
+        _fail(op, f"needs {len(ks)} static spatial axes between batch and channels", (x,))
+    outs = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(spatial, ks, st, dil)]
+    if any(o < 1 for o in outs):
+        _fail(op, f"window {tuple(ks)} (dilation {tuple(dil)}) larger than the input's spatial size "
+                  f"{tuple(spatial)}", (x,))
+    return outs
+
+
+def _patches(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
+    (x,) = inputs
+    outs = _window_outs(op, x, x.shape[1:-1], attrs)
+    k = 1
+    for v in attrs["ksize"]:
+        k *= v
+    return (x.shape[0], *outs, as_dim(k * x.shape[-1])), x.dtype
+
+
+def _patches_adjoint(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
+    (g,) = inputs
+    size = tuple(attrs["size"])
+    outs = _window_outs(op, g, size, attrs)
+    k = 1
+    for v in attrs["ksize"]:
+        k *= v
+    if tuple(g.shape[1:-1]) != tuple(outs) or not isinstance(g.shape[-1], int) or g.shape[-1] % k:
+        _fail(op, f"expects windows of shape (batch, {', '.join(map(str, outs))}, {k} * channels)", (g,))
+    return (g.shape[0], *size, g.shape[-1] // k), g.dtype
+
+
 def _scan(op: Op, inputs: tuple[Node, ...], attrs: Attrs) -> Result:
     from graphc.ir.scan import TUPLE, check_scan
     problem = check_scan(inputs, attrs)
@@ -288,6 +320,8 @@ INFER: dict[Op, Callable[[Op, tuple[Node, ...], Attrs], Result]] = {
     Op.SOFTMAX: _softmax,
     Op.LOG_SOFTMAX: _softmax,
     Op.FUSED: _fused,
+    Op.PATCHES: _patches,
+    Op.PATCHES_ADJOINT: _patches_adjoint,
     Op.SCAN: _scan,
     Op.SCAN_OUTPUT: _scan_output,
     **{op: _leaf for op in (Op.PLACEHOLDER, Op.SHARED, Op.CONSTANT, Op.DIM, Op.RANDOM)},

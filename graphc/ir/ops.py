@@ -84,6 +84,10 @@ class Op(enum.Enum):
     TAKE = "take"  # inputs: x, indices; attrs: axis
     SCATTER_ADD = "scatter_add"  # inputs: updates, indices; attrs: axis, size
 
+    # convolution windows (im2col and its adjoint), channels-last: x (batch, *spatial, channels)
+    PATCHES = "patches"  # attrs: ksize, strides, dilation -> (batch, *outs, prod(ksize) * channels)
+    PATCHES_ADJOINT = "patches_adjoint"  # attrs: ksize, strides, dilation, size: sums windows back
+
     # normalisers with a fused kernel of their own
     SOFTMAX = "softmax"  # attrs: axis
     LOG_SOFTMAX = "log_softmax"  # attrs: axis

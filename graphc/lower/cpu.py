@@ -395,6 +395,42 @@ def _lower_random(k: Kernel) -> None:
         k.store(random_value(b, a, node.dtype, key, i), k.out, i, node.dtype)
 
 
+def _window_nests(k: Kernel, x_shape, cols_shape):
+    """For each kernel offset (row-major): the loop dims ``(batch, *outs, channels)``, the
+    strides into the image ``x_shape`` and into the columns ``cols_shape``, and both bases."""
+    import itertools
+    a = k.node.attrs
+    c = x_shape[-1]
+    xs, cs = contiguous_strides(x_shape), contiguous_strides(cols_shape)
+    dims = (cols_shape[0], *cols_shape[1:-1], c)
+    img = [xs[0]] + [as_dim(xs[1 + i] * s) for i, s in enumerate(a["strides"])] + [1]
+    col = [cs[0]] + list(cs[1:-1]) + [1]
+    for i, offs in enumerate(itertools.product(*[range(n) for n in a["ksize"]])):
+        img_base = as_dim(sum(o * d * xs[1 + j] for j, (o, d) in enumerate(zip(offs, a["dilation"]))))
+        yield dims, img, col, img_base, i * c
+
+
+def _lower_patches(k: Kernel) -> None:
+    """im2col: one strided copy per kernel offset into its block of columns."""
+    x = k.node.inputs[0]
+    for dims, img, col, img_base, col_base in _window_nests(k, x.shape, k.node.shape):
+        emit_copy(k, k.ins[0], k.out, dims, img, col, x.dtype, src_base=img_base, dst_base=col_base)
+
+
+def _lower_patches_adjoint(k: Kernel) -> None:
+    """col2im: zeros, then each kernel offset's block of columns added back in place (one
+    offset after the other, so overlapping windows never race)."""
+    node = k.node
+    dtype = node.dtype
+    k.fill(k.out, size_of(node.shape), scalar.constant(0, dtype), dtype)
+    for dims, img, col, img_base, col_base in _window_nests(k, node.shape, node.inputs[0].shape):
+        def body(offsets: list[ir.Value]) -> None:
+            total = scalar.binary(k.b, Op.ADD, k.load(k.out, offsets[1], dtype), k.load(k.ins[0], offsets[0], dtype),
+                                  dtype)
+            k.store(total, k.out, offsets[1], dtype)
+        emit_nest(k.b, k.size, dims, [col, img], [k.size(col_base), k.size(img_base)], body)
+
+
 def _lower_dim(k: Kernel) -> None:
     k.store(k.size(k.node.attrs["expr"]), k.out, const_i64(0), "int64")
 
@@ -420,6 +456,8 @@ LOWER: dict[Op, Callable[[Kernel], None]] = {
     Op.LOG_SOFTMAX: _lower_softmax,
     Op.RANDOM: _lower_random,
     Op.DIM: _lower_dim,
+    Op.PATCHES: _lower_patches,
+    Op.PATCHES_ADJOINT: _lower_patches_adjoint,
 }
 
 # Ops with no kernel of their own, and why.

@@ -545,6 +545,12 @@ def _lower_copy(ctx: Ctx, i: int, step: Step) -> None:
     _finish(k)
 
 
+# Ops the CUDA path expands into others before scheduling (graphc/passes/expand.py).
+EXPANDED: dict[Op, str] = {
+    Op.PATCHES: "strided slices concatenated (passes/expand.py)",
+    Op.PATCHES_ADJOINT: "interior pads of column blocks, summed (passes/expand.py)",
+}
+
 GPU_LOWER: dict[Op, Callable[[Ctx, int, Step], None]] = {
     **{op: _lower_elementwise for op in ELEMENTWISE},
     Op.FUSED: _lower_fused,
@@ -612,5 +618,5 @@ def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3) -> str:
         raise CompileError(f"PTX generation failed: {exc}") from exc
 
 
-__all__ = ["emit_nvvm", "compile_ptx", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "SERIAL_OPS",
+__all__ = ["emit_nvvm", "compile_ptx", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "EXPANDED", "SERIAL_OPS",
            "BLOCK", "TILE"]

@@ -209,6 +209,20 @@ A = (3, 4)
 B3 = (2, 3, 4)
 
 
+def _np_patches(x, ksize, strides, dilation):
+    """im2col by explicit loops over every output position and kernel offset."""
+    import itertools
+    spatial = x.shape[1:-1]
+    outs = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(spatial, ksize, strides, dilation)]
+    c = x.shape[-1]
+    out = np.zeros((x.shape[0], *outs, int(np.prod(ksize)) * c), x.dtype)
+    for pos in itertools.product(*[range(o) for o in outs]):
+        for i, offs in enumerate(itertools.product(*[range(k) for k in ksize])):
+            src = tuple(p * s + o * d for p, s, o, d in zip(pos, strides, offs, dilation))
+            out[(slice(None), *pos, slice(i * c, (i + 1) * c))] = x[(slice(None), *src, slice(None))]
+    return out
+
+
 def _scan_rnn(o, h, x, w, reverse):
     final, ys = gc.scan(lambda c, xt: (o.tanh(o.matmul(c, w) + xt), o.sin(c) * xt), h, x, reverse=reverse)
     return o.concatenate([o.expand_dims(final, 0), ys], axis=0)
@@ -401,6 +415,14 @@ CASES: list[Case] = [
     T("pad", lambda o, x: o.pad(x, ((1, 2), (0, 1)), constant_values=0.5), [f(*A)]),
     T("pad int width", lambda o, x: o.pad(x, 1), [f(*B3)]),
     T("pad int64", lambda o, x: o.pad(x, ((0, 1), (2, 0))), [ints(*A)], grad=False),
+    # --- convolution windows (PATCHES; its gradient is PATCHES_ADJOINT, and back)
+    T("patches 2-D, strided and dilated", lambda o, x: o.patches(x, (3, 2), (2, 1), (1, 2)), [f(2, 7, 6, 3)],
+      ref=lambda x: _np_patches(x, (3, 2), (2, 1), (1, 2)), sym=((0, 0),)),
+    T("patches 1-D", lambda o, x: o.patches(x, (3,)), [f(2, 6, 2)], ref=lambda x: _np_patches(x, (3,), (1,), (1,))),
+    T("patches of patches' gradient (second order)",
+      lambda o, x: gc.grad(o.sum(o.patches(x, (2, 2)) ** 2), x), [f(1, 4, 4, 2)],
+      # each pixel is in (windows along rows) x (windows along columns) 2x2 windows
+      ref=lambda x: 2 * x * np.outer([1, 2, 2, 1], [1, 2, 2, 1])[None, :, :, None].astype(x.dtype)),
     # --- loops (graphc.scan: one SCAN node and its SCAN_OUTPUTs; the gradient is another loop)
     T("scan: RNN, final carry and stacked outputs", lambda o, h, x, w: _scan_rnn(o, h, x, w, False),
       [f(2, 3), f(5, 2, 3), f(3, 3, lo=-0.8, hi=0.8)], ref=lambda h, x, w: _np_scan_rnn(h, x, w, False),

@@ -123,6 +123,12 @@ def _argmax():
     return [x], [ops.argmax(x, axis=1), ops.argmin(x, axis=0)], [_f((5, 7))]
 
 
+def _patches():
+    x = gc.placeholder((None, 6, 7, 3), name="x")
+    cols = ops.patches(x, (3, 2), (2, 1), (1, 2))
+    return [x], [cols, gc.grad(ops.sum(cols * cols), x)], [_f((2, 6, 7, 3))]
+
+
 def _fused():
     x = gc.placeholder((None, 40), name="x")
     y = gc.placeholder((40,), name="y")
@@ -159,6 +165,7 @@ CASES = {
     "dim": (_dim, 0, {"serial"}),
     "argmax_argmin": (_argmax, 0, {"serial"}),
     "fused": (_fused, 2, {"elementwise", "reduction"}),
+    "patches": (_patches, 0, {"copy"}),
 }
 
 
@@ -217,7 +224,7 @@ def test_mlp_training_step_ptx(tmp_path):
 
 def test_every_op_has_a_cuda_lowering_or_is_exempt():
     for op in Op:
-        assert op in nvvm.GPU_LOWER or op in cpu.NOT_LOWERED, op
+        assert op in nvvm.GPU_LOWER or op in cpu.NOT_LOWERED or op in nvvm.EXPANDED, op
     for op in nvvm.SERIAL_OPS:
         assert op in cpu.LOWER, op
 
@@ -345,3 +352,35 @@ def test_gpu_set_value_is_seen_and_index_errors_raise():
     ft, arrays = _compile("take", "cuda")
     with pytest.raises(gc.InputError, match="out of range"):
         ft(arrays[0], np.array([0, 99], np.int64))
+
+
+def test_keras_compile_target_cuda_matches_cpu():
+    """model.compile(..., target="cuda"): the train and predict functions are CUDA functions
+    (PTX), and, run by the emulator, a training step matches the same model on the CPU."""
+    import graphc.keras as keras
+    from graphc.keras import layers
+
+    def build(target):
+        np.random.seed(3)
+        m = keras.Sequential([keras.Input((6,)), layers.Dense(5, activation="relu"), layers.Dense(3, activation="softmax")])
+        m.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy", target=target)
+        return m
+
+    gpu, cpu_model = build("cuda"), build("cpu")
+    gpu.set_weights(cpu_model.get_weights())
+    r = np.random.default_rng(0)
+    x = r.normal(size=(8, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[r.integers(0, 3, 8)]
+    xs, ys = gpu._std_x(x), gpu._std_y(y)
+    train = gpu._get_fn("train", ys, gpu._std_sw(None, ys, None))
+    predict = gpu._get_fn("predict")
+    assert train.ptx and ".entry" in train.ptx and predict.ptx
+    if not cuda.available():
+        _emulated(train)
+        _emulated(predict)
+    np.testing.assert_allclose(gpu.train_on_batch(x, y), cpu_model.train_on_batch(x, y), rtol=1e-5)
+    for a, b in zip(gpu.get_weights(), cpu_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu.predict(x, verbose=0), cpu_model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(gc.InputError, match="target must be"):
+        gpu.compile("sgd", "mse", target="tpu")

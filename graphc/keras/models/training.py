@@ -35,9 +35,15 @@ class TrainingMixin:
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None, metrics: Any = None,
                 weighted_metrics: Any = None, run_eagerly: bool = False, steps_per_execution: int = 1,
-                jit_compile: Any = "auto", auto_scale_loss: bool = True, run_mode: str | None = None) -> None:
+                jit_compile: Any = "auto", auto_scale_loss: bool = True, run_mode: str | None = None,
+                target: str = "cpu") -> None:
         """Choose the optimizer, loss(es) and metrics. ``run_mode`` ("native" or "reference")
-        overrides :func:`graphc.keras.config.run_mode` for this model's compiled functions."""
+        overrides :func:`graphc.keras.config.run_mode` for this model's compiled functions;
+        ``target="cuda"`` compiles them for an NVIDIA GPU (weights stay on the device between
+        steps; see docs/cuda.md), "cpu" (the default) for this machine."""
+        if target not in ("cpu", "cuda"):
+            raise InputError(f"compile: target must be 'cpu' or 'cuda', got {target!r}")
+        self._target = target
         self.optimizer = opt_mod.get(optimizer)
         self._loss_spec, self._loss_weights_spec = loss, loss_weights
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
@@ -63,6 +69,9 @@ class TrainingMixin:
         if self._metric_objs:
             names += [m.name for _, m in self._metric_objs]
         return names
+
+    def _options(self) -> gc.CompileOptions:
+        return gc.CompileOptions(target=getattr(self, "_target", "cpu"))
 
     def _mode(self) -> str:
         return self._run_mode or config.run_mode()
@@ -191,7 +200,7 @@ class TrainingMixin:
             layer_updates = list(ctx.get("updates", []))
         outs = [ops.cast(o, "float32") if o.dtype not in ("float32", "float64") else o for o in outs]
         if kind == "predict":
-            return gc.function(xs, outs, mode=self._mode(), name=f"{self.name}_predict")
+            return gc.function(xs, outs, mode=self._mode(), name=f"{self.name}_predict", options=self._options())
         y_ph = [gc.placeholder((None,) + tuple(y.shape[1:]), "float32", name=f"y_{i}") for i, y in enumerate(ys)]
         sw_ph = [gc.placeholder((None,) * s.ndim, "float32", name=f"sw_{i}") for i, s in enumerate(sws)]
         total = None
@@ -212,7 +221,7 @@ class TrainingMixin:
         inputs = xs + y_ph + sw_ph
         outputs = [total] + per_output + outs
         if kind == "test":
-            return gc.function(inputs, outputs, mode=self._mode(), name=f"{self.name}_test")
+            return gc.function(inputs, outputs, mode=self._mode(), name=f"{self.name}_test", options=self._options())
         records = self._trainable_records()
         seen, nodes, cons = set(), [], []
         for r in records:
@@ -224,7 +233,8 @@ class TrainingMixin:
         if nodes:
             grads = gc.grad(total, nodes, disconnected="zero")
             updates += self.optimizer.update_graph(grads, nodes, cons)
-        return gc.function(inputs, outputs, updates=updates, mode=self._mode(), name=f"{self.name}_train")
+        return gc.function(inputs, outputs, updates=updates, mode=self._mode(), name=f"{self.name}_train",
+                           options=self._options())
 
     # ------------------------------------------------------------------ data standardisation
     def _std_x(self, x: Any) -> list[np.ndarray]:

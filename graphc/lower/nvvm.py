@@ -25,7 +25,7 @@ correct, slow. Each launch says how its grid is derived from the symbolic sizes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import sympy
 from llvmlite import ir
@@ -35,7 +35,7 @@ from graphc.ir.infer import broadcast_shapes
 from graphc.ir.ops import ELEMENTWISE, Op
 from graphc.ir.shapes import Dim, as_dim, size_of
 from graphc.lower import cpu, scalar
-from graphc.lower.irutil import I8, I8P, I32, I64, LLVM_TYPE, MEM_TYPE, SizeEmitter, const_i64, gep
+from graphc.lower.irutil import I8P, I32, I64, LLVM_TYPE, SizeEmitter, const_i64, gep
 from graphc.lower.loops import broadcast_strides, collapse, contiguous_strides
 from graphc.lower.schedule import Buffer, Program, Step
 
@@ -71,6 +71,9 @@ class NvvmModule:
     launches: list[Launch]
     symbols: list[sympy.Symbol]
     kinds: dict[str, str] = field(default_factory=dict)  # kernel name -> kind (for tests/docs)
+    # What the host runs, in order: an int is launches[i]; ("scan", step, plan) is a loop
+    # whose body plan the host runs once per step (graphc/lower/nvvm_executable.py).
+    plan: list = field(default_factory=list)
 
 
 def launch_dims(grid: tuple, env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -523,8 +526,6 @@ def _lower_take(ctx: Ctx, i: int, step: Step) -> None:
 def _lower_random(ctx: Ctx, i: int, step: Step) -> None:
     """One thread per element: the counter-based stream of cpu._lower_random, element for element."""
     from graphc.ir.shapes import RNG_STEP
-    from graphc.lower.irutil import F32, F64
-    from graphc.lower.mathlib import math_function
     node = step.node
     a = node.attrs
     total = size_of(node.shape)
@@ -584,25 +585,34 @@ def emit_nvvm(program: Program, name: str) -> NvvmModule:
     module.triple = TRIPLE
     module.data_layout = DATA_LAYOUT
     ctx = Ctx(module, name, program.symbols)
+    plan = _emit_program(ctx, program, name)
+    return NvvmModule(str(module), ctx.launches, list(program.symbols), ctx.kinds, plan)
+
+
+def _emit_program(ctx: Ctx, program: Program, prefix: str) -> list:
+    """Emit the kernels of ``program`` (a loop's body: recursively, named after the loop) and
+    return its host plan (see ``NvvmModule.plan``)."""
+    plan: list = []
     for i, step in enumerate(program.steps):
+        if step.kind == "scan":
+            plan.append(("scan", step, _emit_program(ctx, step.body, f"{prefix}_s{i}")))
+            continue
+        first = len(ctx.launches)
+        ctx.name = prefix
         if step.kind == "copy":
             _lower_copy(ctx, i, step)
-            continue
-        if step.kind == "scan":
-            raise CompileError("loops (graphc.scan, recurrent layers) have no CUDA lowering yet; compile them for "
-                               "the CPU (the default target)")
-        emitter = GPU_LOWER.get(step.node.op)
-        if emitter is None:
-            raise CompileError(f"no CUDA lowering for {step.node.op.value}")
-        emitter(ctx, i, step)
-    return NvvmModule(str(module), ctx.launches, list(program.symbols), ctx.kinds)
+        else:
+            emitter = GPU_LOWER.get(step.node.op)
+            if emitter is None:
+                raise CompileError(f"no CUDA lowering for {step.node.op.value}")
+            emitter(ctx, i, step)
+        plan.extend(range(first, len(ctx.launches)))
+    return plan
 
 
 # ----------------------------------------------------------------------------- PTX
 def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3) -> str:
     """PTX text for ``arch`` from NVVM IR, through llvmlite's NVPTX target."""
-    from llvmlite import binding as llvm
-
     from graphc.backend import jit
     jit._init_all_targets()
     target = jit.TargetInfo(triple=TRIPLE, cpu=arch, features="")

@@ -23,9 +23,9 @@ from graphc.errors import InputError
 from graphc.frontend.variables import storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
-from graphc.ir.shapes import RNG_STEP, evaluate
+from graphc.ir.shapes import RNG_STEP, evaluate, size_of
 from graphc.lower.nvvm import ERR_INDEX, compile_ptx, emit_nvvm, launch_dims
-from graphc.lower.schedule import Buffer, schedule
+from graphc.lower.schedule import ITEMSIZE, Buffer, schedule
 from graphc.options import CompileOptions
 
 DEFAULT_ARCH = "sm_90"
@@ -130,6 +130,59 @@ class CudaExecutable:
         return ws[1]
 
     # ------------------------------------------------------------------------- running
+    def _execute(self, ctx, plan: list, pointer, slots: list[int], slot_base: int, env: Mapping, sym_args) -> None:
+        """Launch ``plan``'s kernels in order; a loop runs its body's plan once per step from
+        the host, pointing the body's parameters and results at the right rows (as the CPU
+        entry function does, see graphc/lower/cpu.py ``_Entry.emit_loop``)."""
+        for entry in plan:
+            if isinstance(entry, int):
+                launch = self.nvvm.launches[entry]
+                grid, block = launch_dims(launch.grid, env)
+                args = [("ptr", pointer(launch.out))] + [("ptr", pointer(b)) for b in launch.ins]
+                ctx.launch(self._fns[entry], grid, block, args + sym_args + [("ptr", self._err.ptr)])
+                continue
+            _, step, body_plan = entry
+            a = step.node.attrs
+            body = a["body"]
+            nc, ns = len(body.carries), len(body.seqs)
+            rows = [evaluate(size_of(p.shape), env) * ITEMSIZE[p.dtype] for p in body.carries + body.seqs]
+            y_rows = [evaluate(size_of(y.shape), env) * ITEMSIZE[y.dtype] for y in body.ys]
+            ins = [pointer(b) for b in step.ins]
+            outs = [pointer(b) for b in step.outs]
+            temps = iter(pointer(b) for b in step.temps)
+            temp_of = {k: next(temps) for k in range(nc) if not a["keep"][k]}
+            steps = evaluate(a["length"], env)
+            base = slot_base + step.slot_base
+            for t in range(steps):
+                idx = steps - 1 - t if a["reverse"] else t
+                prev = idx + 1 if a["reverse"] else idx - 1
+                even = (steps - 1 - t) % 2 == 0  # a final-only carry's last step writes its output
+                params, results = [], []
+                for k in range(nc):
+                    if a["keep"][k]:
+                        results.append(outs[k] + idx * rows[k])
+                        earlier = outs[k] + prev * rows[k]
+                    else:
+                        results.append(outs[k] if even else temp_of[k])
+                        earlier = temp_of[k] if even else outs[k]
+                    params.append(ins[k] if t == 0 else earlier)
+                params += [ins[nc + j] + idx * rows[nc + j] for j in range(ns)] + ins[nc + ns:]
+                results += [outs[nc + l] + idx * y_rows[l] for l in range(len(body.ys))]
+
+                def body_pointer(buf: Buffer, params=params, results=results) -> int:
+                    root = buf.root()
+                    if root.kind == "input":
+                        return params[root.index]
+                    if root.kind == "output":
+                        return results[root.index]
+                    if root.kind == "workspace":
+                        return slots[base + root.slot]
+                    return pointer(root)  # constants: the program's
+                self._execute(ctx, body_plan, body_pointer, slots, base, env, sym_args)
+            if steps == 0:  # no step: a final-only carry is its initial value
+                for k in temp_of:
+                    ctx.dtod(outs[k], ins[k], rows[k])
+
     def run(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
         """Run on checked, contiguous input arrays; returns the outputs, applies updates in place."""
         ctx = self._device()
@@ -159,11 +212,7 @@ class CudaExecutable:
             return out_ptrs[root.index]
 
         ctx.memset32(self._err.ptr, 0, 1)
-        sym_args = [("i64", v) for v in syms]
-        for launch, fn in zip(self.nvvm.launches, self._fns):
-            grid, block = launch_dims(launch.grid, env)
-            args = [("ptr", pointer(launch.out))] + [("ptr", pointer(b)) for b in launch.ins]
-            ctx.launch(fn, grid, block, args + sym_args + [("ptr", self._err.ptr)])
+        self._execute(ctx, self.nvvm.plan, pointer, slots, 0, env, [("i64", v) for v in syms])
         ctx.synchronize()
         err = np.zeros(1, np.int32)
         ctx.dtoh(err, self._err.ptr)

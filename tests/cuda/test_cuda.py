@@ -129,6 +129,17 @@ def _patches():
     return [x], [cols, gc.grad(ops.sum(cols * cols), x)], [_f((2, 6, 7, 3))]
 
 
+def _scan():
+    """An RNN over a symbolic number of steps, its final state, stacked outputs and gradient
+    (a backward loop): the host runs each loop's body kernels once per step."""
+    x = gc.placeholder((None, 3, 4), name="x")
+    h0 = gc.placeholder((3, 4), name="h0")
+    w = gc.placeholder((4, 4), name="w")
+    final, ys = gc.scan(lambda h, xt: (ops.tanh(h @ w + xt), h * xt), h0, x)
+    cost = ops.sum(final * final) + ops.sum(ys)
+    return [x, h0, w], [final, ys] + gc.grad(cost, [x, w]), [_f((5, 3, 4)), _f((3, 4)), 0.5 * _f((4, 4))]
+
+
 def _fused():
     x = gc.placeholder((None, 40), name="x")
     y = gc.placeholder((40,), name="y")
@@ -166,6 +177,7 @@ CASES = {
     "argmax_argmin": (_argmax, 0, {"serial"}),
     "fused": (_fused, 2, {"elementwise", "reduction"}),
     "patches": (_patches, 0, {"copy"}),
+    "scan": (_scan, 2, {"elementwise", "matmul"}),
 }
 
 

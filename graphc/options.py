@@ -10,7 +10,9 @@ class CompileOptions:
     """How a function is compiled.
 
     - ``opt_level``: 0 runs the graph as built; 1 simplifies; 2 (default) also fuses.
-    - ``llvm_opt``: the LLVM optimisation level of the native code.
+    - ``llvm_opt``: the LLVM optimisation level of the native code: 2 (the default) vectorises
+      loops; 3 also interleaves and unrolls them (twice the compile time; the GEMMs, in the
+      runtime library, always get 3).
     - ``threads``: threads the generated code may use for large products (1 = none; None,
       the default: one per core). Products below ``gemm.PARALLEL_MIN_MACS`` always run on
       the calling thread.
@@ -19,7 +21,7 @@ class CompileOptions:
     """
 
     opt_level: int = 2
-    llvm_opt: int = 3
+    llvm_opt: int = 2
     threads: int | None = None
     cache_dir: str | None = None
     target: str = "cpu"

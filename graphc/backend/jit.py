@@ -137,11 +137,12 @@ def _parse(llvm_ir: str, tm: llvm.TargetMachine, target: TargetInfo) -> llvm.Mod
 def _optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:
     """Run the new pass manager's default pipeline at ``opt_level`` over ``mod``."""
     pto = llvm.create_pipeline_tuning_options(speed_level=min(max(opt_level, 0), 3))
-    if opt_level >= 2:
-        pto.loop_vectorization = True
-        pto.slp_vectorization = True
-        pto.loop_interleaving = True
-        pto.loop_unrolling = True
+    # Level 2 vectorises; level 3 also interleaves and unrolls loops, which doubled the LLVM time
+    # of an MLP training step (0.59 s -> 0.28 s without) for no speed-up measured in its kernels.
+    pto.loop_vectorization = opt_level >= 2
+    pto.slp_vectorization = opt_level >= 2
+    pto.loop_interleaving = opt_level >= 3
+    pto.loop_unrolling = opt_level >= 3
     pb = llvm.create_pass_builder(tm, pto)
     pm = pb.getModulePassManager()
     pm.run(mod, pb)

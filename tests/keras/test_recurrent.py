@@ -244,3 +244,20 @@ def test_sequence_length_may_be_symbolic():
         assert got.shape == (2, steps, 3)
         np.testing.assert_allclose(got, np_rnn("lstm", x[:, :steps].astype(np.float64), lstm.get_weights(), 3)[0],
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_time_distributed_and_lstm_with_a_symbolic_number_of_steps():
+    """Input((None, F)): TimeDistributed folds a symbolic number of steps into the batch, and
+    the LSTM's loop runs as many steps as the batch has."""
+    model = keras.Sequential([L.Input((None, 3)), L.TimeDistributed(L.Dense(4, activation="relu")),
+                              L.LSTM(5, return_sequences=True), L.TimeDistributed(L.Dense(2))])
+    rng = np.random.default_rng(6)
+    dense1, lstm, dense2 = model.layers[0].layer, model.layers[1], model.layers[2].layer
+    for steps in (2, 7):
+        x = rng.normal(size=(3, steps, 3)).astype("float32")
+        got = model.predict(x, verbose=0)
+        k1, b1 = dense1.get_weights()
+        h = np.maximum(x @ k1 + b1, 0).astype(np.float64)
+        seq, _ = np_rnn("lstm", h, lstm.get_weights(), 5)
+        k2, b2 = dense2.get_weights()
+        np.testing.assert_allclose(got, seq @ k2 + b2, rtol=1e-4, atol=1e-5)

@@ -410,10 +410,7 @@ class TimeDistributed(Layer):
         if inputs.ndim < 3:
             raise ShapeError(f"layer {self.name!r} (TimeDistributed) expects inputs of rank >= 3 (batch, steps, "
                              f"...), got shape {tuple(inputs.shape)}{where()}")
-        b, t = inputs.shape[0], inputs.shape[1]
-        if not isinstance(t, int):
-            raise ShapeError(f"layer {self.name!r} (TimeDistributed): the number of steps must be static, got "
-                             f"shape {tuple(inputs.shape)}{where()}")
+        b, t = inputs.shape[0], inputs.shape[1]  # either may be symbolic
         folded = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
         y = self.layer(folded, training=training)
         return ops.reshape(y, (b, t) + tuple(y.shape[1:]))

@@ -18,6 +18,9 @@ class CompileOptions:
       the calling thread.
     - ``cache_dir``: where compiled object code is cached on disk (None: no disk cache).
     - ``target``: "cpu" (native code for this machine) or "cuda".
+    - ``compile_jobs``: processes compiling one program's kernels (None: two on a multi-core
+      POSIX machine for programs of 12 kernels or more; 1: this process only). See
+      graphc/lower/parallel_compile.py.
     """
 
     opt_level: int = 2
@@ -25,6 +28,7 @@ class CompileOptions:
     threads: int | None = None
     cache_dir: str | None = None
     target: str = "cpu"
+    compile_jobs: int | None = None
 
     def thread_count(self) -> int:
         """``threads``, with None resolved to the number of cores."""

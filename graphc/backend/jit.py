@@ -21,6 +21,7 @@ import struct
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 import llvmlite
 import llvmlite.binding as llvm
@@ -35,6 +36,9 @@ __all__ = [
     "compile_ir",
     "compile_object",
     "load_cached",
+    "jit_object",
+    "link_objects",
+    "store_object",
     "source_key",
     "host_target",
     "init_native",
@@ -314,15 +318,15 @@ def _graphc_source_digest() -> str:
     return _source_digest
 
 
-def load_cached(key: str, cache_dir: str | None, opt_level: int = 3) -> NativeModule | None:
-    """The module stored under ``key`` by ``compile_ir(..., key=key)``, linked and ready,
-    without its IR (so the caller need not even generate it); None on a miss or a corrupt
-    entry."""
+def load_cached(key: str, cache_dir: str | None, opt_level: int = 3, parts: Sequence[str] = ()) -> NativeModule | None:
+    """The module stored under ``key`` by ``compile_ir(..., key=key)`` (and the objects stored
+    under ``parts`` by ``store_object``), linked and ready, without its IR (so the caller need
+    not even generate it); None on a miss or a corrupt entry."""
     if cache_dir is None:
         return None
     path = os.path.join(cache_dir, key + ".o")
-    blob = _read_entry(path)
-    if blob is None:
+    blobs = [_read_entry(os.path.join(cache_dir, k + ".o")) for k in (key, *parts)]
+    if any(b is None for b in blobs):
         return None
     target = host_target()
     with _LOCK:
@@ -331,20 +335,59 @@ def load_cached(key: str, cache_dir: str | None, opt_level: int = 3) -> NativeMo
         mod.triple = target.triple
         try:
             engine = llvm.create_mcjit_compiler(mod, engine_tm)
-            engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
+            for blob in blobs:
+                engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
             engine.finalize_object()
         except RuntimeError:
             return None
         return NativeModule(engine, mod, target, opt_level, "", optimized=False, cache_path=path, cache_hit=True)
 
 
-def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, key: str | None = None) -> NativeModule:
+def link_objects(blobs: Sequence[bytes], opt_level: int = 3, cache_path: str | None = None) -> NativeModule:
+    """One JIT engine holding the object code ``blobs`` (see ``jit_object``), linked together."""
+    target = host_target()
+    with _LOCK:
+        engine_tm = _target_machine(target, opt_level, jit=True)
+        mod = llvm.parse_assembly("")
+        mod.triple = target.triple
+        try:
+            engine = llvm.create_mcjit_compiler(mod, engine_tm)
+            for blob in blobs:
+                engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
+            engine.finalize_object()
+        except RuntimeError as exc:
+            raise CompileError(f"cannot link the compiled code: {exc}") from exc
+        return NativeModule(engine, mod, target, opt_level, "", optimized=False, cache_path=cache_path,
+                            cache_hit=False)
+
+
+def jit_object(llvm_ir: str, opt_level: int = 3) -> bytes:
+    """Object code of ``llvm_ir`` for the host, to be linked into a JIT engine with
+    ``compile_ir(..., extra_objects=[...])`` (e.g. made by another process)."""
+    target = host_target()
+    with _LOCK:
+        tm = _target_machine(target, opt_level, jit=True)
+        mod = _parse(llvm_ir, tm, target)
+        _optimize(mod, tm, opt_level)
+        return tm.emit_object(mod)
+
+
+def store_object(key: str, cache_dir: str | None, blob: bytes) -> None:
+    """Store object code under ``key`` in the disk cache (atomically; errors ignored)."""
+    if cache_dir is not None:
+        _write_entry(os.path.join(cache_dir, key + ".o"), blob)
+
+
+def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, key: str | None = None,
+               extra_objects: Sequence[bytes] = ()) -> NativeModule:
     """Optimise and JIT-compile ``llvm_ir`` for the host CPU (AVX2/FMA where present).
 
     With ``cache_dir`` the object code is looked up in / stored to that directory, under
     ``key`` if given (see ``source_key``) or else a hash of the IR; a valid entry skips
     optimisation and code generation, an unreadable or corrupt one is recompiled and
-    rewritten.  Raises CompileError for IR that does not parse or verify.
+    rewritten.  ``extra_objects`` (object code, see ``jit_object``) are linked in with it; the
+    cache stores only the module's own code.  Raises CompileError for IR that does not parse
+    or verify.
     """
     target = host_target()
     with _LOCK:
@@ -374,6 +417,8 @@ def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, k
                 return cached
 
             engine.set_object_cache(notify, getbuffer)
+        for blob in extra_objects:
+            engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
         engine.finalize_object()
         engine.run_static_constructors()
         return NativeModule(

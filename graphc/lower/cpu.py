@@ -492,14 +492,26 @@ def _workspace_layout(b: ir.IRBuilder, size: SizeEmitter, slots: list[Dim]) -> t
 
 
 def _emit_kernels(module: ir.Module, program: Program, prefix: str, symbols: list[sympy.Symbol],
-                  options) -> list:
-    """One kernel function per step (for a loop, the list of its body's kernels)."""
+                  options, part: tuple[int, int] | None = None, counter: list | None = None) -> list:
+    """One kernel function per step (for a loop, the list of its body's kernels). With
+    ``part=(i, n)`` only every n-th kernel (from the i-th, counting through loop bodies) is
+    defined, with external linkage; the others are declared, to be linked from the other parts."""
+    counter = counter if counter is not None else [0]
     kernels: list = []
     for i, step in enumerate(program.steps):
         if step.kind == "scan":
-            kernels.append(_emit_kernels(module, step.body, f"{prefix}_s{i}", symbols, options))
+            kernels.append(_emit_kernels(module, step.body, f"{prefix}_s{i}", symbols, options, part, counter))
             continue
-        k = Kernel(module, f"{prefix}_k{i}", step, symbols)
+        name = f"{prefix}_k{i}"
+        index = counter[0]
+        counter[0] += 1
+        if part is not None and index % part[1] != part[0]:
+            fnty = ir.FunctionType(I32, [I8P] * (1 + len(step.ins)) + [I64.as_pointer()])
+            kernels.append(ir.Function(module, fnty, name))  # defined by another part
+            continue
+        k = Kernel(module, name, step, symbols)
+        if part is not None:
+            k.fn.linkage = "external"
         k.options = options
         if step.kind == "copy":
             _lower_copy(k)
@@ -599,14 +611,20 @@ class _Entry:
                     b.store(b.load(gep(b, ins[k], i)), gep(b, outs[k], i))
 
 
-def emit_module(program: Program, name: str, options=None, external_runtime: bool = False) -> str:
+def emit_module(program: Program, name: str, options=None, external_runtime: bool = False,
+                part: tuple[int, int] | None = None) -> str:
     """The LLVM IR text of the program's kernels and its entry functions (``options``, a
     ``CompileOptions``, reaches the kernels: e.g. ``threads`` for the GEMM). With
     ``external_runtime`` the GEMMs are declared, not defined: the JIT links them from the
-    runtime library (graphc/lower/runtime_library.py)."""
+    runtime library (graphc/lower/runtime_library.py). With ``part=(i, n)`` the module holds
+    only part i of n of the kernels (part 0 also the entry functions), so that n processes can
+    compile one program (graphc/lower/executable.py)."""
     from graphc.lower.gemm import EXTERNAL_RUNTIME
-    module = ir.Module(name=name)
+    module = ir.Module(name=name if part is None else f"{name}_part{part[0]}")
     setattr(module, EXTERNAL_RUNTIME, external_runtime)
+    if part is not None and part[0] > 0:
+        _emit_kernels(module, program, name, program.symbols, options, part)
+        return str(module)
     syms_t = I64.as_pointer()
     # workspace size
     ws_fn = ir.Function(module, ir.FunctionType(I64, [syms_t]), f"{name}_workspace_size")
@@ -615,7 +633,7 @@ def emit_module(program: Program, name: str, options=None, external_runtime: boo
     _, total = _workspace_layout(b, SizeEmitter(b, symvals), program.slots)
     b.ret(total)
 
-    kernels = _emit_kernels(module, program, name, program.symbols, options)
+    kernels = _emit_kernels(module, program, name, program.symbols, options, part)
 
     # entry
     run = ir.Function(module, ir.FunctionType(I32, [I8P.as_pointer(), syms_t, I8P]), f"{name}_run")

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import re
 from typing import Mapping, Sequence
 
 import numpy as np
 import sympy
 
-from graphc.backend.jit import compile_ir, load_cached, source_key
+from graphc.backend.jit import compile_ir, link_objects, load_cached, source_key, store_object
 from graphc.errors import InputError
 from graphc.frontend.variables import storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.ir.shapes import RNG_STEP, evaluate
-from graphc.lower import runtime_library
+from graphc.lower import parallel_compile, runtime_library
 from graphc.lower.cpu import ERR_INDEX, WORKSPACE_ALIGN, emit_module
 from graphc.ir.printer import debugprint
 from graphc.lower.schedule import Program, schedule
@@ -30,7 +31,11 @@ _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 _WS_SIZE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 
 
-def program_key(program: Program, graph: Graph, name: str, options: CompileOptions) -> str:
+def _count_kernels(program: Program) -> int:
+    return sum(_count_kernels(s.body) if s.body is not None else 1 for s in program.steps)
+
+
+def program_key(program: Program, graph: Graph, name: str, options: CompileOptions, jobs: int = 1) -> str:
     """The disk-cache key of a scheduled program: the optimised graph as text (symbols named by
     their position in the program, which is how the code reads them), the order of its
     arguments, its constants' bytes and the options that change the code."""
@@ -45,7 +50,7 @@ def program_key(program: Program, graph: Graph, name: str, options: CompileOptio
         arr = np.ascontiguousarray(value)
         consts.update(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
     return source_key("program", name, text, "\n".join(args), consts.hexdigest(), str(options.llvm_opt),
-                      str(options.thread_count()), str(options.opt_level))
+                      str(options.thread_count()), str(options.opt_level), f"parts={jobs}")
 
 
 _char_at = ctypes.c_char.from_buffer
@@ -71,11 +76,21 @@ class NativeExecutable:
         self._options = options
         self._llvm_ir: str | None = None
         runtime_library.load(options.cache_dir)  # the GEMMs the module calls
+        jobs = parallel_compile.jobs_for(options.compile_jobs, _count_kernels(self.program))
         # The disk cache is keyed by the scheduled program, so a hit skips emitting LLVM IR too.
-        key = program_key(self.program, graph, self.name, options) if options.cache_dir else None
-        module = load_cached(key, options.cache_dir, options.llvm_opt) if key else None
-        if module is None:
+        key = program_key(self.program, graph, self.name, options, jobs) if options.cache_dir else None
+        parts = [f"{key}-part{i}" for i in range(1, jobs)] if key else []
+        module = load_cached(key, options.cache_dir, options.llvm_opt, parts) if key else None
+        if module is None and jobs == 1:
             module = compile_ir(self.llvm_ir, options.llvm_opt, options.cache_dir, key=key)
+        elif module is None:
+            def part_ir(i: int) -> str:
+                return emit_module(self.program, self.name, options, external_runtime=True, part=(i, jobs))
+            blobs = parallel_compile.compile_parts(part_ir, jobs, options.llvm_opt)
+            for k, blob in zip([key] + parts if key else [], blobs):
+                store_object(k, options.cache_dir, blob)
+            module = link_objects(blobs, options.llvm_opt,
+                                  os.path.join(options.cache_dir, key + ".o") if key else None)
         self.module = module
         self._run = _ENTRY(self.module.address(f"{self.name}_run"))
         self._ws_size = _WS_SIZE(self.module.address(f"{self.name}_workspace_size"))

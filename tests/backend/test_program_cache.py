@@ -95,3 +95,43 @@ def test_cache_location_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("GRAPHC_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert env.default_cache_dir() == str(tmp_path / "xdg" / "graphc")
+
+
+def test_parallel_compile_matches_and_survives_a_failed_child(tmp_path, monkeypatch):
+    """Kernels split over two processes give the same results as one process; a part whose
+    child fails is compiled in this process instead."""
+    from graphc.lower import parallel_compile
+    x = np.random.default_rng(2).normal(size=(5, 6)).astype("float32")
+    # each function is called once: a call updates its (fresh, equal) weights
+    want = _mlp_step_opts(CompileOptions(cache_dir=None, compile_jobs=1))(x)
+    assert _mlp_step_opts(CompileOptions(cache_dir=None, compile_jobs=2))(x) == want
+    if parallel_compile.jobs_for(2, 100) == 2:
+        parent = os.getpid()
+        real = parallel_compile.jit_object
+
+        def failing_in_children(ir, opt):
+            if os.getpid() != parent:
+                raise RuntimeError("simulated crash of a compiling child")
+            return real(ir, opt)
+        monkeypatch.setattr(parallel_compile, "jit_object", failing_in_children)
+        rescued = _mlp_step_opts(CompileOptions(cache_dir=None, compile_jobs=2))
+        monkeypatch.undo()
+        assert rescued(x) == want
+    # and through the cache: the parts are stored and loaded together
+    cache = str(tmp_path / "cache")
+    assert _mlp_step_opts(CompileOptions(cache_dir=cache, compile_jobs=2))(x) == want
+    again = _mlp_step_opts(CompileOptions(cache_dir=cache, compile_jobs=2))
+    assert again._native.module.cache_hit and again(x) == want
+
+
+def _mlp_step_opts(options: CompileOptions) -> gc.Function:
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((None, 6), name="x")
+    ws = [gc.shared(rng.normal(size=(6, 6)).astype("float32"), name=f"w{i}") for i in range(4)]
+    h = x
+    for w in ws:
+        h = gc.ops.tanh(h @ w + 0.1)
+    loss = gc.ops.mean(h ** 2)
+    grads = gc.grad(loss, ws)
+    return gc.function([x], loss, updates=[(w, w - 0.1 * g) for w, g in zip(ws, grads)], options=options,
+                       name="deep")

@@ -5,13 +5,15 @@ Instead the kernels are split into parts (``emit_module(..., part=(i, n))``): th
 emits and compiles part 0 (with the entry functions) while forked children emit and compile
 the others and send back their object code; the parts are then linked into one JIT engine.
 A child that fails, crashes or takes too long costs only time: its part is compiled here.
-Forking is used only where it is safe: a POSIX system, more than one core, and no other
-Python thread (a lock another thread holds would stay locked in the child).
+Forking is used only where it is safe: Linux (macOS system frameworks do not survive a fork),
+more than one core, and no other Python thread (a lock another thread holds would stay
+locked in the child; a Jupyter kernel, for one, has threads, so it compiles in one process).
 """
 from __future__ import annotations
 
 import os
 import select
+import sys
 import threading
 from typing import Callable
 
@@ -31,7 +33,8 @@ def jobs_for(requested: int | None, n_kernels: int) -> int:
 
 
 def _can_fork() -> bool:
-    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+    return (sys.platform.startswith("linux") and hasattr(os, "fork") and (os.cpu_count() or 1) > 1
+            and threading.active_count() == 1)
 
 
 def compile_parts(make_ir: Callable[[int], str], jobs: int, opt_level: int) -> list[bytes]:

@@ -19,7 +19,7 @@ class CompileOptions:
     - ``cache_dir``: where compiled object code is cached on disk (None: no disk cache).
     - ``target``: "cpu" (native code for this machine) or "cuda".
     - ``compile_jobs``: processes compiling one program's kernels (None: two on a multi-core
-      POSIX machine for programs of 12 kernels or more; 1: this process only). See
+      Linux machine for programs of 12 kernels or more; 1: this process only). See
       graphc/lower/parallel_compile.py.
     """
 

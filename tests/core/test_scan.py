@@ -186,3 +186,24 @@ def test_scan_errors_name_the_problem():
         gc.scan(lambda h, xt: h, gc.ops.zeros((2,)), x)
     with pytest.raises(gc.ShapeError, match="leading axis"):
         gc.scan(lambda h, xt: (h, None), gc.ops.zeros((2,)), gc.ops.zeros(()))
+
+
+def test_second_order_through_a_loop(mode):
+    """grad of a grad through a loop (the backward loop is differentiated in turn) equals
+    finite differences of the first gradient."""
+    x = gc.placeholder((4, 2), "float64", name="x")
+    w = gc.placeholder((2,), "float64", name="w")
+    final, _ = gc.scan(lambda h, xt: (gc.ops.tanh(h * w + xt), None), gc.ops.zeros((2,), "float64"), x)
+    gw = gc.grad(gc.ops.sum(final ** 2), w)
+    v = np.array([1.0, -2.0])
+    hv = gc.grad(gc.ops.sum(gw * gc.constant(v)), w)
+    first = gc.function([x, w], gw, mode="reference")
+    second = gc.function([x, w], hv, mode=mode)
+    xv, wv = np.random.default_rng(0).normal(size=(4, 2)), np.array([0.3, -0.7])
+    eps, num = 1e-6, np.zeros(2)
+    for i in range(2):
+        plus, minus = wv.copy(), wv.copy()
+        plus[i] += eps
+        minus[i] -= eps
+        num[i] = (first(xv, plus) - first(xv, minus)) @ v / (2 * eps)
+    np.testing.assert_allclose(second(xv, wv), num, rtol=1e-6, atol=1e-8)

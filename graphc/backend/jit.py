@@ -324,26 +324,17 @@ def load_cached(key: str, cache_dir: str | None, opt_level: int = 3, parts: Sequ
     not even generate it); None on a miss or a corrupt entry."""
     if cache_dir is None:
         return None
-    path = os.path.join(cache_dir, key + ".o")
     blobs = [_read_entry(os.path.join(cache_dir, k + ".o")) for k in (key, *parts)]
     if any(b is None for b in blobs):
         return None
-    target = host_target()
-    with _LOCK:
-        engine_tm = _target_machine(target, opt_level, jit=True)
-        mod = llvm.parse_assembly("")
-        mod.triple = target.triple
-        try:
-            engine = llvm.create_mcjit_compiler(mod, engine_tm)
-            for blob in blobs:
-                engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
-            engine.finalize_object()
-        except RuntimeError:
-            return None
-        return NativeModule(engine, mod, target, opt_level, "", optimized=False, cache_path=path, cache_hit=True)
+    try:
+        return link_objects(blobs, opt_level, os.path.join(cache_dir, key + ".o"), cache_hit=True)
+    except CompileError:
+        return None  # unusable entries: the caller compiles again and rewrites them
 
 
-def link_objects(blobs: Sequence[bytes], opt_level: int = 3, cache_path: str | None = None) -> NativeModule:
+def link_objects(blobs: Sequence[bytes], opt_level: int = 3, cache_path: str | None = None,
+                 cache_hit: bool = False) -> NativeModule:
     """One JIT engine holding the object code ``blobs`` (see ``jit_object``), linked together."""
     target = host_target()
     with _LOCK:
@@ -358,7 +349,7 @@ def link_objects(blobs: Sequence[bytes], opt_level: int = 3, cache_path: str | N
         except RuntimeError as exc:
             raise CompileError(f"cannot link the compiled code: {exc}") from exc
         return NativeModule(engine, mod, target, opt_level, "", optimized=False, cache_path=cache_path,
-                            cache_hit=False)
+                            cache_hit=cache_hit)
 
 
 def jit_object(llvm_ir: str, opt_level: int = 3) -> bytes:

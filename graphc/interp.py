@@ -16,7 +16,7 @@ from graphc.errors import InputError
 from graphc.ir.graph import toposort
 from graphc.ir.node import Node
 from graphc.ir.ops import Op
-from graphc.ir.shapes import RNG_STEP, evaluate
+from graphc.ir.shapes import RNG_STEP, evaluate, window_slices
 
 
 @dataclass
@@ -172,25 +172,14 @@ def _full_shape(node: Node):
     return broadcast_shapes(node.op, node.inputs) if node.inputs else ()
 
 
-def _windows(node: Node):
-    """(offset index, slices of the padded input) for each kernel offset, row-major."""
-    import itertools
-    a = node.attrs
-    spatial = node.shape[1:-1] if node.op is Op.PATCHES_ADJOINT else node.inputs[0].shape[1:-1]
-    outs = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(spatial, a["ksize"], a["strides"], a["dilation"])]
-    for i, offs in enumerate(itertools.product(*[range(k) for k in a["ksize"]])):
-        yield i, (slice(None),) + tuple(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in
-                                        zip(offs, a["dilation"], a["strides"], outs)) + (slice(None),)
-
-
 def _patches(node: Node, x: np.ndarray, ctx: Context) -> np.ndarray:
-    return np.concatenate([x[idx] for _, idx in _windows(node)], axis=-1)
+    return np.concatenate([x[idx] for idx in window_slices(node)], axis=-1)
 
 
 def _patches_adjoint(node: Node, g: np.ndarray, ctx: Context) -> np.ndarray:
     out = np.zeros(ctx.dims(node.shape), g.dtype)
     c = out.shape[-1]
-    for i, idx in _windows(node):
+    for i, idx in enumerate(window_slices(node)):
         out[idx] += g[..., i * c:(i + 1) * c]
     return out
 

@@ -354,7 +354,7 @@ def link_objects(blobs: Sequence[bytes], opt_level: int = 3, cache_path: str | N
 
 def jit_object(llvm_ir: str, opt_level: int = 3) -> bytes:
     """Object code of ``llvm_ir`` for the host, to be linked into a JIT engine with
-    ``compile_ir(..., extra_objects=[...])`` (e.g. made by another process)."""
+    ``link_objects`` (e.g. made by another process)."""
     target = host_target()
     with _LOCK:
         tm = _target_machine(target, opt_level, jit=True)
@@ -369,16 +369,13 @@ def store_object(key: str, cache_dir: str | None, blob: bytes) -> None:
         _write_entry(os.path.join(cache_dir, key + ".o"), blob)
 
 
-def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, key: str | None = None,
-               extra_objects: Sequence[bytes] = ()) -> NativeModule:
+def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, key: str | None = None) -> NativeModule:
     """Optimise and JIT-compile ``llvm_ir`` for the host CPU (AVX2/FMA where present).
 
     With ``cache_dir`` the object code is looked up in / stored to that directory, under
     ``key`` if given (see ``source_key``) or else a hash of the IR; a valid entry skips
     optimisation and code generation, an unreadable or corrupt one is recompiled and
-    rewritten.  ``extra_objects`` (object code, see ``jit_object``) are linked in with it; the
-    cache stores only the module's own code.  Raises CompileError for IR that does not parse
-    or verify.
+    rewritten.  Raises CompileError for IR that does not parse or verify.
     """
     target = host_target()
     with _LOCK:
@@ -408,8 +405,6 @@ def compile_ir(llvm_ir: str, opt_level: int = 3, cache_dir: str | None = None, k
                 return cached
 
             engine.set_object_cache(notify, getbuffer)
-        for blob in extra_objects:
-            engine.add_object_file(llvm.ObjectFileRef.from_data(blob))
         engine.finalize_object()
         engine.run_static_constructors()
         return NativeModule(

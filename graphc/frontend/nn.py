@@ -196,27 +196,30 @@ def conv_transpose(x: Node, kernel: Node, strides: int | Sequence[int] = 1, padd
     return ops.pad(y, widths + [(0, 0)])
 
 
-def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
-             padding: str = "valid", what: str = "max_pool") -> Node:
-    """Max pooling over the spatial axes of channels-last ``x`` (padding never wins)."""
+def _pool_windows(x: Node, pool_size, strides, padding: str, pad_value: float, what: str):
+    """The pooling windows of ``x`` as (batch, *outs, K, channels), padded with ``pad_value``;
+    and the spatial sizes, pool sizes, strides and output sizes."""
     nsp = x.ndim - 2
     sp = _spatial(x, nsp, what)
     ks = _tuple(pool_size, nsp, "pool_size")
     st = ks if strides is None else _tuple(strides, nsp, "strides")
+    xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, pad_value, what)
+    return _windows(xp, ks, st, (1,) * nsp), sp, ks, st, outs
+
+
+def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: str = "valid", what: str = "max_pool") -> Node:
+    """Max pooling over the spatial axes of channels-last ``x`` (padding never wins)."""
     lowest = float(np.finfo(np.dtype(x.dtype)).min) if "float" in x.dtype else -2.0 ** 31
-    xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, lowest, what)
-    return ops.max(_windows(xp, ks, st, (1,) * nsp), axis=-2)
+    windows, *_ = _pool_windows(x, pool_size, strides, padding, lowest, what)
+    return ops.max(windows, axis=-2)
 
 
 def avg_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
              padding: str = "valid", what: str = "avg_pool") -> Node:
     """Average pooling; with "same" padding the padded positions are not counted (as Keras)."""
-    nsp = x.ndim - 2
-    sp = _spatial(x, nsp, what)
-    ks = _tuple(pool_size, nsp, "pool_size")
-    st = ks if strides is None else _tuple(strides, nsp, "strides")
-    xp, outs = _pad_input(x, sp, ks, st, (1,) * nsp, padding, 0.0, what)
-    total = ops.sum(_windows(xp, ks, st, (1,) * nsp), axis=-2)
+    windows, sp, ks, st, outs = _pool_windows(x, pool_size, strides, padding, 0.0, what)
+    total = ops.sum(windows, axis=-2)
     if padding == "valid":
         return ops.divide(total, float(np.prod(ks)))
     # count of real (unpadded) positions in each window, computed once in NumPy

@@ -21,7 +21,7 @@ from graphc.ir.scan import ScanBody
 from graphc.ir.shapes import Dim, as_dim, format_shape
 
 
-def _flatten(tree: Any, what: str) -> tuple[list[Node], bool]:
+def _flatten(tree: Any) -> tuple[list[Node], bool]:
     """A list of tensors from a tensor, a list/tuple of tensors, or None; and whether it was one tensor."""
     if tree is None:
         return [], False
@@ -126,8 +126,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     captured, and what does not change between steps is computed once before the loop (so
     random values drawn inside ``f`` are the same at every step).
     """
-    init_list, init_single = _flatten(init, "init")
-    xs_list, xs_single = _flatten(xs, "xs")
+    init_list, init_single = _flatten(init)
+    xs_list, xs_single = _flatten(xs)
     for x in xs_list:
         if x.ndim == 0:
             raise ShapeError(f"scan: a sequence must have a leading axis to loop over, got a scalar{_where()}")
@@ -148,8 +148,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     result = f(_unflatten(carries, init_single), _unflatten(slices, xs_single) if xs is not None else None)
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise InputError(f"scan: the step function must return (new_carry, y), got {result!r}{_where()}")
-    new_list, _ = _flatten(result[0], "carry")
-    ys_list, ys_single = _flatten(result[1], "y")
+    new_list, _ = _flatten(result[0])
+    ys_list, ys_single = _flatten(result[1])
     if len(new_list) != len(init_list):
         raise InputError(f"scan: the step function returned {len(new_list)} carries for {len(init_list)} "
                          f"initial values{_where()}")

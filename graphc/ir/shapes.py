@@ -73,6 +73,20 @@ def evaluate(d: Dim, env: Mapping[sympy.Symbol, int]) -> int:
     return int(value)
 
 
+def window_slices(node) -> list[tuple[slice, ...]]:
+    """For a PATCHES or PATCHES_ADJOINT node: per kernel offset (row-major), the index of the
+    image (batch, *spatial, channels) that the offset's block of columns reads or writes."""
+    import itertools
+
+    from graphc.ir.ops import Op
+    a = node.attrs
+    cols = node.inputs[0] if node.op is Op.PATCHES_ADJOINT else node  # the (batch, *outs, K*C) side
+    outs = cols.shape[1:-1]
+    return [(slice(None),) + tuple(slice(o * d, o * d + (n - 1) * s + 1, s) for o, d, s, n in
+                                   zip(offs, a["dilation"], a["strides"], outs)) + (slice(None),)
+            for offs in itertools.product(*[range(k) for k in a["ksize"]])]
+
+
 def format_shape(shape: Iterable[Dim]) -> str:
     """``(None, 784)``-style text; symbolic dimensions print as their expressions."""
     parts = [str(d) for d in shape]

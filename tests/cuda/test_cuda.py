@@ -383,7 +383,7 @@ def test_keras_compile_target_cuda_matches_cpu():
     r = np.random.default_rng(0)
     x = r.normal(size=(8, 6)).astype("float32")
     y = np.eye(3, dtype="float32")[r.integers(0, 3, 8)]
-    xs, ys = gpu._std_x(x), gpu._std_y(y)
+    ys = gpu._std_y(y)
     train = gpu._get_fn("train", ys, gpu._std_sw(None, ys, None))
     predict = gpu._get_fn("predict")
     assert train.ptx and ".entry" in train.ptx and predict.ptx

@@ -19,7 +19,6 @@ from graphc.frontend import ops
 from graphc.keras import config, losses as losses_mod, metrics as metrics_mod, optimizers as opt_mod
 from graphc.keras.layers.base import call_context, where
 from graphc.keras.models.data import (ArrayData, IterableData, class_weights_to_sample, is_array_like, to_list)
-from graphc.keras.tensor import keras_shape
 
 _SPARSE_LOSSES = (losses_mod.SparseCategoricalCrossentropy,)
 _SAME_SHAPE_LOSSES = (losses_mod.CategoricalCrossentropy, losses_mod.KLDivergence, losses_mod.CosineSimilarity,

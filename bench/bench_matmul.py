@@ -51,7 +51,7 @@ def main() -> None:
             for k, t in res.items():
                 extra[k] = f"{flop / t / 1e9:6.1f} GFLOP/s"
             extra["graphc"] += f", rel err {err:.1e}"
-            if th > 1 and "_mt(" not in (f.llvm_ir or ""):
+            if th > 1 and "_mt" not in (f.llvm_ir or ""):
                 extra["graphc"] += ", threads option not wired to the kernels yet: 1 thread"
             report(f"matmul {n}x{n}x{n} float32, {th} thread(s)", res, extra)
 

@@ -155,6 +155,8 @@ class Function:
             options = self.options
             if options.cache_dir is None and env.default_cache_dir():
                 options = options.replace(cache_dir=env.default_cache_dir())
+            if env.profile_enabled() and not options.profile:
+                options = options.replace(profile=True)
             with env.stage_timer(name, "lower+compile"):
                 self._native = NativeExecutable(self.graph, self.inputs, self.shared,
                                                 [t for t, _ in self.updates], options, name)
@@ -165,6 +167,21 @@ class Function:
     def llvm_ir(self) -> str | None:
         """The LLVM IR of the native code (None in reference mode)."""
         return None if self._native is None else self._native.llvm_ir
+
+    def profile(self, reset: bool = False, file=None) -> list[tuple[str, int, float]]:
+        """Time spent in each kernel of the native code since it was compiled (or the last
+        ``reset``): ``(kernel, calls, seconds)`` rows, slowest first, also printed to ``file``
+        when given. Needs ``CompileOptions(profile=True)`` or ``GRAPHC_PROFILE=1``."""
+        if not hasattr(self._native, "profile"):
+            raise InputError(f"{self.name}: only native CPU code can be profiled (mode={self.mode!r}, "
+                             f"target={self.options.target!r})")
+        rows = self._native.profile(reset)
+        if file is not None:
+            total = sum(r[2] for r in rows) or 1.0
+            print(f"{'seconds':>10} {'%':>5} {'calls':>7}  kernel", file=file)
+            for name, calls, seconds in rows:
+                print(f"{seconds:10.6f} {100 * seconds / total:5.1f} {calls:7d}  {name}", file=file)
+        return rows
 
     def _check_inputs_known(self, outs: list[Node]) -> None:
         given = set(map(id, self.inputs))

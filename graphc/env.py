@@ -6,6 +6,7 @@
 - ``GRAPHC_DUMP_DIR``: write every compiled function's stages (graph before/after
   optimisation, LLVM IR) into this folder, for debugging.
 - ``GRAPHC_TIMINGS=1``: print how long each compile stage took.
+- ``GRAPHC_PROFILE=1``: native code times each kernel (``fn.profile()``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def default_cache_dir() -> str | None:
         return os.path.expanduser(value)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
     return os.path.expanduser(os.path.join(base, "graphc"))
+
+
+def profile_enabled() -> bool:
+    """True when ``GRAPHC_PROFILE`` asks for every native function to time its kernels."""
+    return os.environ.get("GRAPHC_PROFILE", "") not in ("", "0")
 
 
 def dump_enabled() -> bool:

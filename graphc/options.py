@@ -21,6 +21,9 @@ class CompileOptions:
     - ``compile_jobs``: processes compiling one program's kernels (None: two on a multi-core
       Linux machine for programs of 12 kernels or more; 1: this process only). See
       graphc/lower/parallel_compile.py.
+    - ``profile``: time every kernel of the native code (``fn.profile()`` reports them; the
+      ``GRAPHC_PROFILE=1`` environment variable turns it on for every function). Costs two
+      clock reads per kernel call.
     """
 
     opt_level: int = 2
@@ -29,6 +32,7 @@ class CompileOptions:
     cache_dir: str | None = None
     target: str = "cpu"
     compile_jobs: int | None = None
+    profile: bool = False
 
     def thread_count(self) -> int:
         """``threads``, with None resolved to the number of cores."""

@@ -79,7 +79,10 @@ class Kernel(KernelOps):
                         for i, s in enumerate(symbols)}
         self.size = SizeEmitter(self.b, self.symbols)
         self.out = self.typed(self.fn.args[0], step.out.dtype)
-        self.ins = [self.typed(a, buf.dtype) for a, buf in zip(self.fn.args[1:n_ptrs], step.ins)]
+        # An in-place update reads the variable it writes through the output pointer: one
+        # pointer, so LLVM sees each element loaded and then stored (see schedule._update_in_place).
+        self.ins = [self.out if step.in_place and buf.root() is step.out else self.typed(a, buf.dtype)
+                    for a, buf in zip(self.fn.args[1:n_ptrs], step.ins)]
         self.fail = self.fn.append_basic_block("fail")
         with self.b.goto_block(self.fail):
             self.b.ret(ir.Constant(I32, ERR_INDEX))
@@ -529,8 +532,33 @@ class _Entry:
     """Emits the entry function's calls: the kernels in order, and a native loop per SCAN."""
 
     def __init__(self, b: ir.IRBuilder, fn: ir.Function, syms: ir.Value, symvals: dict, ws: ir.Value,
-                 offsets: list[ir.Value]):
+                 offsets: list[ir.Value], profile: ir.GlobalVariable | None = None):
         self.b, self.fn, self.syms, self.symvals, self.ws, self.offsets = b, fn, syms, symvals, ws, offsets
+        self.profile = profile  # [2 x i64] per kernel: nanoseconds, calls (see profile_kernels)
+        self.kernel_index = 0  # counts kernels as _emit_kernels does: through loop bodies
+
+    def _clock(self) -> ir.Value:
+        """CLOCK_MONOTONIC in nanoseconds (a vDSO call: about 20 ns)."""
+        b = self.b
+        module = b.module
+        fn = module.globals.get("clock_gettime") or ir.Function(
+            module, ir.FunctionType(I32, [I32, ir.ArrayType(I64, 2).as_pointer()]), "clock_gettime")
+        ts = getattr(self, "_ts", None)
+        if ts is None:
+            with b.goto_entry_block():
+                b.position_at_start(self.fn.entry_basic_block)
+                ts = self._ts = b.alloca(ir.ArrayType(I64, 2))
+        b.call(fn, [ir.Constant(I32, 1), ts])
+        sec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
+        nsec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
+        return b.add(b.mul(sec, const_i64(1_000_000_000)), nsec)
+
+    def _count(self, index: int, start: ir.Value) -> None:
+        b = self.b
+        elapsed = b.sub(self._clock(), start)
+        for field_, delta in ((0, elapsed), (1, const_i64(1))):
+            slot = b.gep(self.profile, [ir.Constant(I32, 0), ir.Constant(I32, 2 * index + field_)])
+            b.store(b.add(b.load(slot), delta), slot)
 
     def emit_steps(self, program: Program, kernels: list, param: Callable[[Buffer], ir.Value],
                    const: Callable[[Buffer], ir.Value], slot_base: int) -> None:
@@ -548,7 +576,12 @@ class _Entry:
             if step.kind == "scan":
                 self.emit_loop(step, fn, pointer, const, slot_base + step.slot_base)
                 continue
+            index = self.kernel_index
+            self.kernel_index += 1
+            start = self._clock() if self.profile is not None else None
             status = b.call(fn, [pointer(step.out)] + [pointer(x) for x in step.ins] + [self.syms])
+            if self.profile is not None:
+                self._count(index, start)
             ok = self.fn.append_basic_block("ok")
             fail = self.fn.append_basic_block("fail")
             b.cbranch(b.icmp_signed("==", status, ir.Constant(I32, 0)), ok, fail)
@@ -644,7 +677,12 @@ def emit_module(program: Program, name: str, options=None, external_runtime: boo
     base_index = {"input": 0, "shared": len(program.inputs)}
     base_index["const"] = base_index["shared"] + len(program.shared)
     base_index["output"] = base_index["const"] + len(program.consts)
-    entry = _Entry(b, run, syms, symvals, ws, offsets)
+    profile = None
+    if options is not None and getattr(options, "profile", False):
+        n = len(profile_kernels(program))
+        profile = ir.GlobalVariable(module, ir.ArrayType(I64, 2 * max(n, 1)), f"{name}_profile")
+        profile.initializer = ir.Constant(profile.type.pointee, None)
+    entry = _Entry(b, run, syms, symvals, ws, offsets, profile)
 
     def argument(buf: Buffer) -> ir.Value:
         return b.load(gep(b, args, const_i64(base_index[buf.kind] + buf.index)))
@@ -652,3 +690,33 @@ def emit_module(program: Program, name: str, options=None, external_runtime: boo
     entry.emit_steps(program, kernels, argument, argument, 0)
     b.ret(ir.Constant(I32, 0))
     return str(module)
+
+
+def profile_kernels(program: Program) -> list[str]:
+    """A description of each kernel, in the order of the ``<name>_profile`` counters (and of
+    ``_emit_kernels``: through loop bodies), e.g. ``"k3 matmul (128, 512) <- x, w (model.py:12)"``."""
+    out: list[str] = []
+
+    def walk(prog: Program, prefix: str) -> None:
+        for i, step in enumerate(prog.steps):
+            if step.kind == "scan":
+                walk(step.body, f"{prefix}s{i}.")
+                continue
+            shape = tuple(step.out.shape)
+            if step.kind == "copy":
+                out.append(f"{prefix}k{i} copy {shape}")
+                continue
+            node = step.node
+            what = node.op.value
+            if node.op is Op.FUSED:
+                what += "[" + ",".join(_expr_ops(node.attrs["expr"])) + "]"
+            origin = f" ({node.origin})" if getattr(node, "origin", None) else ""
+            out.append(f"{prefix}k{i} {what} {shape}{origin}")
+    walk(program, "")
+    return out
+
+
+def _expr_ops(expr: tuple) -> list[str]:
+    if expr[0] != "op":
+        return []
+    return [o for sub in expr[2] for o in _expr_ops(sub)] + [expr[1].value]

@@ -22,7 +22,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.ir.shapes import RNG_STEP, evaluate
 from graphc.lower import parallel_compile, runtime_library
-from graphc.lower.cpu import ERR_INDEX, WORKSPACE_ALIGN, emit_module
+from graphc.lower.cpu import ERR_INDEX, WORKSPACE_ALIGN, emit_module, profile_kernels
 from graphc.ir.printer import debugprint
 from graphc.lower.schedule import Program, schedule
 from graphc.options import CompileOptions
@@ -50,7 +50,8 @@ def program_key(program: Program, graph: Graph, name: str, options: CompileOptio
         arr = np.ascontiguousarray(value)
         consts.update(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
     return source_key("program", name, text, "\n".join(args), consts.hexdigest(), str(options.llvm_opt),
-                      str(options.thread_count()), str(options.opt_level), f"parts={jobs}")
+                      str(options.thread_count()), str(options.opt_level), f"parts={jobs}",
+                      f"profile={options.profile}")
 
 
 _char_at = ctypes.c_char.from_buffer
@@ -122,6 +123,24 @@ class NativeExecutable:
         self._syms_address = ctypes.addressof(self._syms)
         self._shared_arrays = [st.array for st in self._shared]  # addresses set above
         self._plans: dict[tuple, tuple[list[tuple], np.ndarray, int]] = {}
+        self._profile = None
+        if options.profile:
+            names = profile_kernels(self.program)
+            counters = (ctypes.c_int64 * (2 * max(len(names), 1))).from_address(
+                self.module.address(f"{self.name}_profile"))
+            self._profile = (names, counters)
+
+    def profile(self, reset: bool = False) -> list[tuple[str, int, float]]:
+        """``(kernel, calls, seconds)`` for every kernel since compiling (or the last reset),
+        slowest first; needs ``CompileOptions(profile=True)``."""
+        if self._profile is None:
+            raise InputError("this function was compiled without profiling: pass "
+                             "options=CompileOptions(profile=True) or set GRAPHC_PROFILE=1")
+        names, counters = self._profile
+        rows = [(name, int(counters[2 * i + 1]), counters[2 * i] * 1e-9) for i, name in enumerate(names)]
+        if reset:
+            ctypes.memset(counters, 0, ctypes.sizeof(counters))
+        return sorted(rows, key=lambda r: -r[2])
 
     @property
     def llvm_ir(self) -> str:

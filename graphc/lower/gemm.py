@@ -1,7 +1,8 @@
 """Matrix multiply for the CPU: a BLIS-style packed GEMM emitted as LLVM IR with explicit
 vector types, and the plain loop it falls back to.
 
-``C[m, n] = A[m, k] @ B[k, n]`` (C row-major with leading dimension ``ldc``; ``A[i, p]`` at
+``C[m, n] = alpha * A[m, k] @ B[k, n] + beta * C`` (C not read when ``beta == 0``; C row-major
+with leading dimension ``ldc``; ``A[i, p]`` at
 ``A + i*ars + p*acs`` and ``B[p, j]`` at ``B + p*brs + j*bcs``, so a transposed operand is read
 in place, without a copy) for
 float32 and float64 is one internal function per module and dtype, ``graphc_gemm_<dtype>``,
@@ -29,11 +30,10 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from graphc.lower import threadpool
 from graphc.lower.irutil import F32, F64, I64, const_i64, for_range, gep
 
 SMALL_M = 4
-#: packing B is skipped when m is at most this (None: MC, one block of A)
-DIRECT_B_MAX_M: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,10 @@ EXTERNAL_RUNTIME = "graphc_external_runtime"
 
 
 def _gemm_type(dtype: str, threaded: bool) -> ir.FunctionType:
-    """(m, n, k, A, ars, acs, B, brs, bcs, C, ldc[, threads])"""
-    TP = (F32 if dtype == "float32" else F64).as_pointer()
-    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64]
+    """(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta[, threads])"""
+    T = F32 if dtype == "float32" else F64
+    TP = T.as_pointer()
+    return ir.FunctionType(ir.VoidType(), [I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64, T, T]
                            + ([I64] if threaded else []))
 
 
@@ -129,7 +130,8 @@ def _declared(module: ir.Module, name: str, fnty: ir.FunctionType) -> ir.Functio
 
 
 def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
-    """``void graphc_gemm_<dtype>(m, n, k, T* A, ars, acs, T* B, brs, bcs, T* C, ldc)`` (i64 sizes),
+    """``void graphc_gemm_<dtype>(m, n, k, T* A, ars, acs, T* B, brs, bcs, T* C, ldc, T alpha,
+    T beta)`` (i64 sizes),
     emitted into ``module`` once (declared only, if the module uses the runtime library)."""
     name = f"graphc_gemm_{dtype}"
     fn = _declared(module, name, _gemm_type(dtype, False))
@@ -151,8 +153,9 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
     fn.attributes.add("noinline")  # one copy per module: inlining it per call site costs compile time
     for i in (3, 6, 9):
         fn.args[i].add_attribute("noalias")
-    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc = fn.args
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    scale = _Scale(b, alpha, beta, V)
     ap_buf = b.alloca(ir.ArrayType(T, MC * KC), name="apack")
     ap_buf.align = 64
     bp_buf = b.alloca(ir.ArrayType(T, KC * NC), name="bpack")
@@ -164,17 +167,18 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
     bp = b.gep(bp_buf, [i32_0, i32_0], inbounds=True)
     tile = b.gep(tile_buf, [i32_0, i32_0], inbounds=True)
 
-    # k == 0: C is zeros
+    # k == 0: C is beta * C
     with b.if_then(b.icmp_signed("==", kk, const_i64(0))):
         with for_range(b, m, "zi") as i:
             row = gep(b, C, b.mul(i, ldc))
             with for_range(b, n, "zj") as j:
-                b.store(zero_s, gep(b, row, j))
+                cp = gep(b, row, j)
+                b.store(scale.first(b.load(cp), zero_s, scalar=True), cp)
 
-    # Few rows (one MC block): each element of B is used by one block of A only, so packing B
-    # costs more than it saves; the micro-kernel reads full panels of B in place.
-    direct = b.and_(b.icmp_signed("<=", m, const_i64(DIRECT_B_MAX_M if DIRECT_B_MAX_M is not None else MC)),
-                    b.icmp_signed("==", bcs, const_i64(1)))  # in place needs rows of B contiguous
+    # B is always packed. Reading full panels of B in place when A is one block (few rows)
+    # saved 10% on znver5, but with a power-of-two row stride (n = 256, 512: every MLP) the
+    # panel's rows map to two L1 sets, and on znver3 128x784x512 ran at 0.7 x NumPy instead of
+    # at parity.
     with for_range(b, _ceil_div(b, n, NC), "jc") as jci:
         jc = b.mul(jci, const_i64(NC))
         nc = _min(b, const_i64(NC), b.sub(n, jc))
@@ -182,8 +186,7 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
             pc = b.mul(pci, const_i64(KC))
             kc = _min(b, const_i64(KC), b.sub(kk, pc))
             first = b.icmp_signed("==", pci, const_i64(0))
-            with b.if_then(b.not_(direct)):
-                _pack_b(b, B, brs, bcs, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize)
+            _pack_b(b, B, brs, bcs, pc, jc, kc, nc, bp, V, NR, NRV, VW, zero_s, esize)
             with for_range(b, _ceil_div(b, m, MC), "ic") as ici:
                 ic = b.mul(ici, const_i64(MC))
                 mc = _min(b, const_i64(MC), b.sub(m, ic))
@@ -191,21 +194,14 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
                 with for_range(b, _ceil_div(b, nc, NR), "jr") as jri:
                     jr = b.mul(jri, const_i64(NR))
                     nr = _min(b, const_i64(NR), b.sub(nc, jr))
-                    full_panel = b.icmp_signed("==", nr, const_i64(NR))
-                    in_place = b.and_(direct, full_panel)
-                    # direct mode, partial panel: pack just this panel (zero-padded) at bp
-                    with b.if_then(b.and_(direct, b.not_(full_panel))):
-                        _pack_b(b, B, brs, bcs, pc, b.add(jc, jr), kc, nr, bp, V, NR, NRV, VW, zero_s, esize)
-                    bpanel = b.select(in_place, gep(b, B, b.add(b.mul(pc, brs), b.add(jc, jr))),
-                                      gep(b, bp, b.select(direct, const_i64(0), b.mul(jr, kc))))
-                    bstride = b.select(in_place, brs, const_i64(NR))
+                    bpanel = gep(b, bp, b.mul(jr, kc))
                     with for_range(b, _ceil_div(b, mc, MR), "ir") as iri:
                         ir_ = b.mul(iri, const_i64(MR))
                         mr = _min(b, const_i64(MR), b.sub(mc, ir_))
                         apanel = gep(b, ap, b.mul(ir_, kc))
-                        accs = _micro(b, fn, fma, apanel, bpanel, bstride, kc, MR, NRV, VW, V, zero_v, esize)
+                        accs = _micro(b, fn, fma, apanel, bpanel, const_i64(NR), kc, MR, NRV, VW, V, zero_v, esize)
                         c0 = gep(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
-                        _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize)
+                        _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize, scale)
     b.ret_void()
     return fn
 
@@ -294,8 +290,31 @@ def _micro(b, fn, fma, apanel, bpanel, bstride, kc, MR, NRV, VW, V, zero_v, esiz
     return accs
 
 
-def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize) -> None:
-    """C tile (+)= accs: vector stores for a full tile, a scalar loop over a partial one."""
+class _Scale:
+    """alpha and beta of ``C = alpha * AB + beta * C``, as scalars and as vectors."""
+
+    def __init__(self, b: ir.IRBuilder, alpha: ir.Value, beta: ir.Value, V: ir.VectorType):
+        self._b = b  # the GEMM's one builder
+        self.alpha, self.beta = alpha, beta
+        self.alpha_v, self.beta_v = _splat(b, alpha, V), _splat(b, beta, V)
+        self.beta_zero = b.fcmp_ordered("==", beta, ir.Constant(beta.type, 0.0))
+
+    def first(self, old: ir.Value, product: ir.Value, scalar: bool = False) -> ir.Value:
+        """What the first block of k writes: alpha * product (+ beta * old, unless beta is 0:
+        then C may hold anything, NaN included, and is not read)."""
+        b = self._b
+        a, bt = (self.alpha, self.beta) if scalar else (self.alpha_v, self.beta_v)
+        new = b.fmul(a, product)
+        return b.select(self.beta_zero, new, b.fadd(b.fmul(bt, old), new))
+
+    def later(self, old: ir.Value, product: ir.Value, scalar: bool = False) -> ir.Value:
+        """What a later block of k writes: old + alpha * product."""
+        return self._b.fadd(old, self._b.fmul(self.alpha if scalar else self.alpha_v, product))
+
+
+def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize, scale) -> None:
+    """C tile = alpha * accs (+ beta * C) on the first block of k, C tile += alpha * accs after
+    it: vector stores for a full tile, a scalar loop over a partial one."""
     full = b.and_(b.icmp_signed("==", mr, const_i64(MR)), b.icmp_signed("==", nr, const_i64(NR)))
     with b.if_else(full) as (then, otherwise):
         with then:
@@ -304,7 +323,8 @@ def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize
                 for v in range(NRV):
                     cp = _vptr(b, gep(b, crow, const_i64(v * VW)), V)
                     old = b.load(cp, align=esize)
-                    b.store(b.select(first, accs[r][v], b.fadd(old, accs[r][v])), cp, align=esize)
+                    b.store(b.select(first, scale.first(old, accs[r][v]), scale.later(old, accs[r][v])), cp,
+                            align=esize)
         with otherwise:
             for r in range(MR):
                 for v in range(NRV):
@@ -315,7 +335,8 @@ def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize
                 with for_range(b, nr, "wc") as c:
                     x = b.load(gep(b, trow, c))
                     cp = gep(b, crow, c)
-                    b.store(b.select(first, x, b.fadd(b.load(cp), x)), cp)
+                    old = b.load(cp)
+                    b.store(b.select(first, scale.first(old, x, scalar=True), scale.later(old, x, scalar=True)), cp)
 
 
 # ----------------------------------------------------------------------------- threads
@@ -325,11 +346,13 @@ PARALLEL_MIN_MACS = 1 << 24
 
 
 def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
-    """``void graphc_gemm_<dtype>_mt(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, i64 threads)``: the
+    """``void graphc_gemm_<dtype>_mt(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta,
+    i64 threads)``: the
     product split into ``threads`` slices of columns (or of rows, when C is taller than wide),
-    each slice a call of the single-thread GEMM; slices 1.. run on threads made with
-    ``pthread_create`` (libc), slice 0 on the caller. Small products and ``threads <= 1`` call
-    the GEMM directly; a thread that cannot be created runs its slice on the caller."""
+    each slice a call of the single-thread GEMM; slices 1.. run on the workers of the thread
+    pool (graphc/lower/threadpool.py; on systems without it, on threads made with
+    ``pthread_create`` per call), slice 0 on the caller. Small products and ``threads <= 1``
+    call the GEMM directly; a slice with no thread to run it runs on the caller."""
     name = f"graphc_gemm_{dtype}_mt"
     fn = _declared(module, name, _gemm_type(dtype, True))
     if fn is not None:
@@ -340,7 +363,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     TP = T.as_pointer()
     I8P = ir.IntType(8).as_pointer()
     I32 = ir.IntType(32)
-    args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64])
+    args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64, T, T])
     worker_ty = ir.FunctionType(I8P, [I8P])
 
     worker = ir.Function(module, worker_ty, f"graphc_gemm_{dtype}_worker")
@@ -348,9 +371,17 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     wb = ir.IRBuilder(worker.append_basic_block("entry"))
     sp = wb.bitcast(worker.args[0], args_ty.as_pointer())
     i32 = lambda v: ir.Constant(I32, v)  # noqa: E731
-    vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(11)]
+    vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(13)]
     wb.call(gemm, vals)
     wb.ret(ir.Constant(I8P, None))
+    pooled = threadpool.available()
+    if pooled:
+        pool_run = threadpool.pool_run_function(module)
+        task = ir.Function(module, threadpool.TASK, f"graphc_gemm_{dtype}_task")
+        task.linkage = "internal"
+        tb = ir.IRBuilder(task.append_basic_block("entry"))
+        tb.call(worker, [task.args[0]])
+        tb.ret_void()
 
     create = module.globals.get("pthread_create") or ir.Function(
         module, ir.FunctionType(I32, [I64.as_pointer(), I8P, worker_ty.as_pointer(), I8P]), "pthread_create")
@@ -359,7 +390,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
 
     fn = ir.Function(module, _gemm_type(dtype, True), name)
     fn.linkage = "internal"
-    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, nthreads = fn.args
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta, nthreads = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     max_t = 64
     slots = b.alloca(ir.ArrayType(args_ty, max_t), name="slices")
@@ -370,7 +401,7 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     serial = b.or_(b.icmp_signed("<=", nt, const_i64(1)), b.icmp_signed("<", macs, const_i64(PARALLEL_MIN_MACS)))
     with b.if_else(serial) as (one, many):
         with one:
-            b.call(gemm, [m, n, kk, A, ars, acs, B, brs, bcs, C, ldc])
+            b.call(gemm, [m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta])
         with many:
             by_cols = b.icmp_signed(">=", n, m)
             unit = b.select(by_cols, const_i64(cfg.nr), const_i64(cfg.mr))
@@ -387,48 +418,70 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
                 b0 = b.select(by_cols, gep(b, B, b.mul(start, bcs)), B)
                 c0 = gep(b, C, b.select(by_cols, start, b.mul(start, ldc)))
                 slot = b.gep(slots, [i32(0), t], inbounds=True)
-                for f, v in enumerate([ms, ns, kk, a0, ars, acs, b0, brs, bcs, c0, ldc]):
+                for f, v in enumerate([ms, ns, kk, a0, ars, acs, b0, brs, bcs, c0, ldc, alpha, beta]):
                     b.store(v, b.gep(slot, [i32(0), i32(f)], inbounds=True))
-                flag = b.gep(started, [i32(0), t], inbounds=True)
-                b.store(ir.Constant(ir.IntType(8), 0), flag)
-                go = b.and_(b.icmp_signed(">", t, const_i64(0)), b.icmp_signed(">", cnt, const_i64(0)))
-                with b.if_then(go):
-                    rc = b.call(create, [b.gep(tids, [i32(0), t], inbounds=True), ir.Constant(I8P, None),
-                                         worker, b.bitcast(slot, I8P)])
-                    b.store(b.zext(b.icmp_signed("==", rc, i32(0)), ir.IntType(8)), flag)
-            # slice 0, and any slice whose thread could not be made, on this thread
-            with for_range(b, nt, "own") as t:
-                flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
-                with b.if_then(b.icmp_unsigned("==", flag, ir.Constant(ir.IntType(8), 0))):
-                    slot = b.gep(slots, [i32(0), t], inbounds=True)
-                    b.call(worker, [b.bitcast(slot, I8P)])
-            with for_range(b, nt, "join") as t:
-                flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
-                with b.if_then(b.icmp_unsigned("!=", flag, ir.Constant(ir.IntType(8), 0))):
-                    b.call(join, [b.load(b.gep(tids, [i32(0), t], inbounds=True)),
-                                  ir.Constant(I8P.as_pointer(), None)])
+            if pooled:  # workers kept between calls (graphc/lower/threadpool.py)
+                size = b.ptrtoint(b.gep(ir.Constant(args_ty.as_pointer(), None), [i32(1)]), I64)
+                b.call(pool_run, [nt, task, b.bitcast(slots, I8P), size])
+            else:  # a thread per slice and call
+                _spawn_and_join(b, nt, per, total, slots, started, tids, create, join, worker)
     b.ret_void()
     return fn
 
 
+def _spawn_and_join(b, nt, per, total, slots, started, tids, create, join, worker) -> None:
+    """Slices 1.. on threads made now, slice 0 (and any whose thread failed) on this one."""
+    I8P = ir.IntType(8).as_pointer()
+    i32 = lambda v: ir.Constant(ir.IntType(32), v)  # noqa: E731
+    with for_range(b, nt, "spawn") as t:
+        slot = b.gep(slots, [i32(0), t], inbounds=True)
+        cnt = b.sub(total, b.mul(t, per))
+        flag = b.gep(started, [i32(0), t], inbounds=True)
+        b.store(ir.Constant(ir.IntType(8), 0), flag)
+        go = b.and_(b.icmp_signed(">", t, const_i64(0)), b.icmp_signed(">", cnt, const_i64(0)))
+        with b.if_then(go):
+            rc = b.call(create, [b.gep(tids, [i32(0), t], inbounds=True), ir.Constant(I8P, None),
+                                 worker, b.bitcast(slot, I8P)])
+            b.store(b.zext(b.icmp_signed("==", rc, i32(0)), ir.IntType(8)), flag)
+    with for_range(b, nt, "own") as t:
+        flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
+        with b.if_then(b.icmp_unsigned("==", flag, ir.Constant(ir.IntType(8), 0))):
+            slot = b.gep(slots, [i32(0), t], inbounds=True)
+            b.call(worker, [b.bitcast(slot, I8P)])
+    with for_range(b, nt, "join") as t:
+        flag = b.load(b.gep(started, [i32(0), t], inbounds=True))
+        with b.if_then(b.icmp_unsigned("!=", flag, ir.Constant(ir.IntType(8), 0))):
+            b.call(join, [b.load(b.gep(tids, [i32(0), t], inbounds=True)), ir.Constant(I8P.as_pointer(), None)])
+
+
 # ----------------------------------------------------------------------------- the plain loop
-def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, a_strides=None, b_strides=None) -> None:
-    """``C[i, :] = sum_p A[i, p] * B[p, :]``: the i-p-j loop, vectorised by LLVM over j (when
-    B's rows are contiguous). ``a_strides``/``b_strides``: (row, column) strides in elements,
-    row-major by default; measured on znver5 for 1x784x512, unrolling over p did not help."""
+def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, a_strides=None, b_strides=None,
+               ldc=None, alpha=None, beta=None) -> None:
+    """``C[i, :] = alpha * sum_p A[i, p] * B[p, :] + beta * C[i, :]``: the i-p-j loop,
+    vectorised by LLVM over j (when B's rows are contiguous). ``a_strides``/``b_strides``: (row,
+    column) strides in elements, row-major by default; without ``alpha``/``beta`` (integer
+    dtypes), ``C = A @ B``. Measured on znver5 for 1x784x512, unrolling over p did not help."""
     from graphc.lower import scalar
     fl = dtype.startswith("float")
     zero = scalar.constant(0, dtype)
     ars, acs = a_strides or (ks, const_i64(1))
     brs, bcs = b_strides or (ns, const_i64(1))
+    ldc = ldc if ldc is not None else ns
     unit = isinstance(bcs, ir.Constant) and int(bcs.constant) == 1
     with for_range(b, ms, "i") as i:
-        crow = gep(b, pc, b.mul(i, ns))
+        crow = gep(b, pc, b.mul(i, ldc))
         with for_range(b, ns, "z") as j:
-            b.store(zero, gep(b, crow, j))
+            cptr = gep(b, crow, j)
+            if beta is None:
+                b.store(zero, cptr)
+            else:  # beta == 0: C is not read (it may hold NaN)
+                scaled = b.fmul(beta, b.load(cptr))
+                b.store(b.select(b.fcmp_ordered("==", beta, zero), zero, scaled), cptr)
         arow = gep(b, pa, b.mul(i, ars))
         with for_range(b, ks, "p") as p:
             av = b.load(gep(b, arow, b.mul(p, acs)))
+            if alpha is not None:
+                av = b.fmul(av, alpha)
             brow = gep(b, pb, b.mul(p, brs))
             with for_range(b, ns, "j") as j:
                 cptr = gep(b, crow, j)
@@ -441,9 +494,9 @@ def emit_naive(b: ir.IRBuilder, pa, pb, pc, ms, ks, ns, dtype: str, a_strides=No
 
 
 def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Function:
-    """``graphc_matmul_<dtype>[_mt](m, n, k, A, ars, acs, B, brs, bcs, C, ldc[, threads])`` with
-    ``ldc == n``: the plain loop for fewer than ``SMALL_M`` rows, else the packed GEMM. What a
-    matmul kernel calls when ``m`` is known only at run time."""
+    """``graphc_matmul_<dtype>[_mt](m, n, k, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta[, threads])``:
+    the plain loop for fewer than ``SMALL_M`` rows, else the packed GEMM. What a matmul kernel
+    calls when ``m`` is known only at run time."""
     name = f"graphc_matmul_{dtype}" + ("_mt" if threaded else "")
     fn = _declared(module, name, _gemm_type(dtype, threaded))
     if fn is not None:
@@ -451,15 +504,15 @@ def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Functio
     fn = ir.Function(module, _gemm_type(dtype, threaded), name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
-    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc = fn.args[:11]
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta = fn.args[:13]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     with b.if_else(b.icmp_signed("<", m, const_i64(SMALL_M))) as (few, many):
         with few:  # B's rows contiguous (the usual case): a loop LLVM vectorises
             with b.if_else(b.icmp_signed("==", bcs, const_i64(1))) as (unit, strided):
                 with unit:
-                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, const_i64(1)))
+                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, const_i64(1)), ldc, alpha, beta)
                 with strided:
-                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs))
+                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs), ldc, alpha, beta)
         with many:
             if threaded:
                 b.call(gemm_parallel_function(module, dtype), list(fn.args))
@@ -510,12 +563,24 @@ def lower_matmul(k) -> None:
     a_str2 = (one, ms) if k.step.ins[0].transposed else (ks, one)
     b_str2 = (one, ks) if k.step.ins[1].transposed else (ns, one)
 
+    # C = alpha * A @ B + beta * C: alpha 1, beta 0, unless the schedule folded an update
+    # ``w - lr * (A @ B)`` into this product (Step.accumulate: C is w, beta 1)
+    alpha = beta = None
+    if packed or dtype.startswith("float"):
+        T = F32 if dtype == "float32" else F64
+        alpha, beta = ir.Constant(T, 1.0), ir.Constant(T, 0.0)
+        acc = k.step.accumulate
+        if acc is not None:
+            sign, const = acc
+            factor = ir.Constant(T, const) if const is not None else k.load(k.ins[2], const_i64(0), dtype)
+            alpha, beta = b.fmul(ir.Constant(T, sign), factor), ir.Constant(T, 1.0)
+
     def body(offsets: list[ir.Value]) -> None:
         pa, pb, pc = (gep(b, p, off) for p, off in zip((k.ins[0], k.ins[1], k.out), offsets))
         if not packed:
-            emit_naive(b, pa, pb, pc, ms, ks, ns, dtype, a_str2, b_str2)
+            emit_naive(b, pa, pb, pc, ms, ks, ns, dtype, a_str2, b_str2, None, alpha, beta)
         else:
-            b.call(gemm, [ms, ns, ks, pa, *a_str2, pb, *b_str2, pc, ns] + extra)
+            b.call(gemm, [ms, ns, ks, pa, *a_str2, pb, *b_str2, pc, ns, alpha, beta] + extra)
 
     emit_nest(b, k.size, batch, [scale(a_str, a_mat), scale(b_str, b_mat), scale(o_str, o_mat)],
               [const_i64(0)] * 3, body)

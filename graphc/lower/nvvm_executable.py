@@ -46,7 +46,7 @@ class CudaExecutable:
                  update_targets: Sequence[Node], options: CompileOptions, name: str, arch: str | None = None):
         n_user = len(graph.outputs) - len(update_targets)
         self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets),
-                                fold_transposes=False)
+                                fold_transposes=False, in_place=False)
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
         self.nvvm = emit_nvvm(self.program, self.name)
         self.llvm_ir = self.nvvm.llvm_ir

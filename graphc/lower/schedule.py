@@ -60,6 +60,10 @@ class Step:
     temps: list[Buffer] = field(default_factory=list)
     body: Optional["Program"] = None
     slot_base: int = 0
+    in_place: bool = False  # an elementwise update writing the shared variable it reads
+    # a matmul that adds ``sign * factor * product`` to its output (a shared variable): factor
+    # is the constant, or (None) the one element of ins[2]; see _fold_update_into_matmul
+    accumulate: Optional[tuple[float, Optional[float]]] = None
 
     @property
     def outs(self) -> list[Buffer]:
@@ -112,11 +116,13 @@ def _folds_into_matmul(node: Node, readers: dict[int, list[Node]], kept: set[int
 
 
 def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user_outputs: int,
-             update_targets: list[Node], fold_transposes: bool = True) -> Program:
+             update_targets: list[Node], fold_transposes: bool = True, in_place: bool = True) -> Program:
     """Plan the kernels and buffers computing ``outputs``; the outputs after the first
     ``n_user_outputs`` are new values for ``update_targets`` (written back in place, after
     everything else has read the old values). ``fold_transposes`` lets matmuls read
-    transposed operands in place (the CPU GEMM can; the CUDA kernels cannot yet)."""
+    transposed operands in place (the CPU GEMM can; the CUDA kernels cannot yet).
+    ``in_place`` lets an elementwise update (``w - lr * g``) write its shared variable
+    directly, instead of a temporary that is then copied (see _update_in_place)."""
     order = toposort(outputs)
     readers: dict[int, list[Node]] = {}
     for n in order:
@@ -184,6 +190,8 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
             steps.append(Step(None, tmp, [src], kind="copy"))
             src = tmp
         tail.append(Step(None, dst, [src], kind="copy"))
+    if in_place:
+        _update_in_place(steps, tail)
     steps.extend(tail)
     slots = _assign_slots(steps)
     for step in steps:  # each loop body gets workspace of its own, after the program's slots
@@ -191,6 +199,111 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
             step.slot_base = len(slots)
             slots.extend(step.body.slots)
     return Program(steps, in_bufs, sh_bufs, consts, out_bufs, slots, _symbols(order), buffers)
+
+
+def _update_in_place(steps: list[Step], tail: list[Step]) -> None:
+    """Let an update's kernel write its shared variable instead of a temporary.
+
+    The update ``w <- f(w, ...)`` computed by an elementwise kernel P whose result only the
+    final copy reads can write ``w`` directly, if P runs after every other reader of ``w``:
+    P moves to the end of the kernels (its result has no other reader, so nothing waits for
+    it), which is correct when no final copy reads ``w`` and P reads no other shared variable
+    that is updated (whose kernel might then run first). P reads ``w`` at the index it
+    writes, so an elementwise kernel may overwrite it. Saves a copy of every weight per step."""
+    producer = {id(s.out): s for s in steps if s.kind == "node"}
+    targets = {id(c.out) for c in tail if c.out.kind == "shared"}
+    read_by_tail = {id(b.root()) for c in tail for b in c.ins}
+    readers: dict[int, int] = {}
+    for s in steps + tail:
+        for b in s.ins:
+            readers[id(b)] = readers.get(id(b), 0) + 1
+    moved = []
+    for copy in list(tail):
+        dst, src = copy.out, copy.ins[0]
+        step = producer.get(id(src))
+        if (dst.kind != "shared" or step is None or src.alias_of is not None or readers.get(id(src)) != 1
+                or id(dst) in read_by_tail or not _elementwise(step.node)):
+            continue
+        others = [b for b in step.ins if b.root() is not dst and b.root().kind == "shared"]
+        if any(id(b.root()) in targets for b in others):
+            continue
+        if any(b.root() is dst and (b.transposed or tuple(b.shape) != tuple(step.out.shape)) for b in step.ins):
+            continue  # w read broadcast or through a view: not at the index written
+        step.out, step.in_place = dst, True
+        tail.remove(copy)
+        steps.remove(step)
+        product = _fold_update_into_matmul(step, producer, readers, targets)
+        if product is not None:  # the matmul now writes the update; the elementwise kernel goes
+            steps.remove(product)
+            step = product
+        moved.append(step)
+    steps.extend(moved)
+
+
+def _fold_update_into_matmul(step: Step, producer: dict, readers: dict, targets: set) -> Optional[Step]:
+    """An in-place update ``w - c * (A @ B)`` (or ``w + c * (A @ B)``, ``w - A @ B``, c a
+    constant or a one-element buffer) whose product only it reads becomes the matmul itself,
+    accumulating into ``w``: ``w = -c * A @ B + 1 * w`` in the GEMM's write-back. Plain SGD
+    then never writes the gradient of a weight matrix to memory. Returns the matmul step, or
+    None when the pattern does not match."""
+    node = step.node
+    if node.op is not Op.FUSED or node.dtype not in ("float32", "float64"):
+        return None
+    expr, ins, dst = node.attrs["expr"], step.ins, step.out
+
+    def is_w(e) -> bool:
+        return e[0] == "in" and ins[e[1]].root() is dst
+
+    def product_and_factor(e):
+        """(matmul step, factor) for ``M``, ``c * M`` or ``M * c``; None otherwise."""
+        if e[0] == "in":
+            return producer.get(id(ins[e[1]])), (1.0, None)
+        if e[0] != "op" or e[1] is not Op.MUL:
+            return None
+        for m_e, c_e in (e[2], e[2][::-1]):
+            if m_e[0] != "in":
+                continue
+            if c_e[0] == "const":
+                return producer.get(id(ins[m_e[1]])), (float(c_e[1]), None)
+            if c_e[0] == "in":
+                buf = ins[c_e[1]]
+                if all(d == 1 for d in buf.shape) and buf.dtype == node.dtype and buf.root() is not dst \
+                        and id(buf.root()) not in targets:
+                    return producer.get(id(ins[m_e[1]])), (1.0, buf)
+        return None
+
+    if expr[0] != "op" or expr[1] not in (Op.SUB, Op.ADD) or len(expr[2]) != 2:
+        return None
+    left, right = expr[2]
+    if is_w(left):
+        other, sign = right, (-1.0 if expr[1] is Op.SUB else 1.0)
+    elif is_w(right) and expr[1] is Op.ADD:
+        other, sign = left, 1.0
+    else:
+        return None
+    found = product_and_factor(other)
+    if found is None or found[0] is None:
+        return None
+    mm, (scale, factor_buf) = found
+    if (mm.node.op is not Op.MATMUL or mm.node.dtype != node.dtype or mm.node.ndim != 2
+            or mm.out.alias_of is not None or readers.get(id(mm.out)) != 1
+            or tuple(mm.out.shape) != tuple(dst.shape)
+            or any(b.root() is dst or id(b.root()) in targets for b in mm.ins)):
+        return None
+    mm.out = dst
+    if factor_buf is None:
+        mm.accumulate = (sign, scale)
+    else:
+        mm.accumulate = (sign, None)
+        mm.ins = mm.ins + [factor_buf]
+    return mm
+
+
+def _elementwise(node: Node) -> bool:
+    from graphc.ir.ops import ELEMENTWISE
+    if node.op is Op.FUSED:
+        return node.attrs.get("reduce_axes") is None
+    return node.op in ELEMENTWISE
 
 
 def _loop_step(node: Node, ins: list[Buffer], direct_scan: dict, consts: list, fold_transposes: bool) -> Step:

@@ -50,21 +50,23 @@ def direct(request):
     for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
         p = ctypes.POINTER(ct)
         i = ctypes.c_int64
-        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i)(native.address(f"graphc_gemm_{dtype}"))
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, ct, ct)(
+            native.address(f"graphc_gemm_{dtype}"))
     fns["_keep"] = native
     return fns
 
 
-def _call(fns, dtype, a, b, c):
-    """C = A @ B for NumPy views: any (row, column) strides of A and B (a transposed view is
-    read in place), C with unit column stride."""
+def _call(fns, dtype, a, b, c, alpha=1.0, beta=0.0):
+    """C = alpha * A @ B + beta * C for NumPy views: any (row, column) strides of A and B (a
+    transposed view is read in place), C with unit column stride."""
     ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
     ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
     m, k = a.shape
     n = b.shape[1]
     assert c.strides[1] == c.itemsize
     fns[dtype](m, n, k, ptr(a), a.strides[0] // a.itemsize, a.strides[1] // a.itemsize,
-               ptr(b), b.strides[0] // b.itemsize, b.strides[1] // b.itemsize, ptr(c), c.strides[0] // c.itemsize)
+               ptr(b), b.strides[0] // b.itemsize, b.strides[1] // b.itemsize, ptr(c), c.strides[0] // c.itemsize,
+               alpha, beta)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -79,6 +81,27 @@ def test_direct_all_edges(direct, dtype):
                 c = np.full((m, n), np.nan, dtype)
                 _call(direct, dtype, a, b, c)
                 _check(c, a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("alpha,beta", [(-0.5, 1.0), (2.0, 0.25), (1.0, 0.0)])
+def test_direct_alpha_beta_all_edges(direct, dtype, alpha, beta):
+    """C = alpha * A @ B + beta * C across every edge and several KC blocks (the first block
+    scales C by beta, later ones accumulate); with beta == 0 a NaN in C is never read."""
+    rng = np.random.default_rng(2)
+    for m, n, k in [(1, 1, 1), (7, 33, 22), (13, 17, 9), (40, 31, 4)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        if beta == 0.0:
+            c0[0, 0] = np.nan
+        c = c0.copy()
+        _call(direct, dtype, a, b, c, alpha, beta)
+        base = 0.0 if beta == 0.0 else beta * c0.astype(np.float64)
+        _check((c - base) / alpha, a, b, dtype)
+    c = np.ones((3, 4), dtype)
+    _call(direct, dtype, np.zeros((3, 0), dtype), np.zeros((0, 4), dtype), c, alpha, beta)
+    assert np.all(c == beta)  # k == 0: C = beta * C
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -210,7 +233,7 @@ def parallel():
     for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
         p = ctypes.POINTER(ct)
         i = ctypes.c_int64
-        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, i)(
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, ct, ct, i)(
             native.address(f"graphc_gemm_{dtype}_mt"))
     fns["_keep"] = native
     return fns
@@ -227,12 +250,16 @@ def test_parallel_slices(parallel, dtype, m, k, n, threads):
     c = np.full((m, n), np.nan, dtype)
     ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
     ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
-    parallel[dtype](m, n, k, ptr(a), k, 1, ptr(b), n, 1, ptr(c), n, threads)
+    parallel[dtype](m, n, k, ptr(a), k, 1, ptr(b), n, 1, ptr(c), n, 1.0, 0.0, threads)
     _check(c, a, b, dtype)
     at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)  # both read transposed, in place
     c = np.full((m, n), np.nan, dtype)
-    parallel[dtype](m, n, k, ptr(at), 1, m, ptr(bt), 1, k, ptr(c), n, threads)
+    parallel[dtype](m, n, k, ptr(at), 1, m, ptr(bt), 1, k, ptr(c), n, 1.0, 0.0, threads)
     _check(c, a, b, dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)  # C = -0.5 A @ B + C: every slice accumulates
+    c = c0.copy()
+    parallel[dtype](m, n, k, ptr(a), k, 1, ptr(b), n, 1, ptr(c), n, -0.5, 1.0, threads)
+    _check((c - c0) / -0.5, a, b, dtype)
 
 
 def test_kernel_threads_hook():

@@ -1,0 +1,91 @@
+"""The persistent thread pool (graphc/lower/threadpool.py): every task runs exactly once,
+whatever the number of tasks and workers; a busy pool runs on the caller; a forked child
+makes workers of its own; and the threaded GEMM gives the same products through it."""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+import pytest
+from llvmlite import ir
+
+import graphc as gc
+from graphc.backend.jit import compile_ir
+from graphc.lower import threadpool
+from graphc.lower.irutil import I8P, I64
+
+pytestmark = pytest.mark.skipif(not threadpool.available(), reason="the pool needs Linux futexes")
+
+
+@pytest.fixture(scope="module")
+def pool_go():
+    """``go(n, counters)``: task t adds 1 to counters[t] (an int64 array)."""
+    module = ir.Module(name="pool_test")
+    run = threadpool.pool_run_function(module)
+    task = ir.Function(module, threadpool.TASK, "task")
+    b = ir.IRBuilder(task.append_basic_block("entry"))
+    p = b.bitcast(task.args[0], I64.as_pointer())
+    b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
+    b.ret_void()
+    go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), "go")
+    b = ir.IRBuilder(go.append_basic_block("entry"))
+    b.call(run, [go.args[0], task, go.args[1], ir.Constant(I64, 8)])
+    b.ret_void()
+    native = compile_ir(str(module), 2)
+    fn = native.cfunc("go", None, ctypes.c_int64, ctypes.c_void_p)
+    fn._keep = native
+    return fn
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 70])
+def test_every_task_runs_once_per_call(pool_go, n):
+    counters = np.zeros(max(n, 1), np.int64)
+    for _ in range(200):
+        pool_go(n, counters.ctypes.data)
+    assert counters[:n].tolist() == [200] * n
+
+
+def test_callers_on_several_threads_share_the_pool(pool_go):
+    """ctypes releases the GIL: a caller that finds the pool busy runs its tasks itself."""
+    counters = [np.zeros(4, np.int64) for _ in range(4)]
+
+    def hammer(c):
+        for _ in range(300):
+            pool_go(4, c.ctypes.data)
+    threads = [threading.Thread(target=hammer, args=(c,)) for c in counters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(c.tolist() == [300] * 4 for c in counters)
+
+
+def test_forked_child_makes_its_own_workers(pool_go):
+    counters = np.zeros(3, np.int64)
+    pool_go(3, counters.ctypes.data)  # the parent's workers exist now
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's workers are not here
+        try:
+            child = np.zeros(3, np.int64)
+            for _ in range(50):
+                pool_go(3, child.ctypes.data)
+            os._exit(0 if child.tolist() == [50, 50, 50] else 1)
+        except BaseException:  # noqa: BLE001 - never return into pytest in the child
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    pool_go(3, counters.ctypes.data)  # and the parent's pool still works
+    assert counters.tolist() == [2, 2, 2]
+
+
+def test_threaded_matmul_through_the_pool_matches_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((257, 300)).astype("float32")
+    b = rng.standard_normal((300, 263)).astype("float32")
+    x, y = gc.placeholder((None, 300), "float32"), gc.placeholder((300, 263), "float32")
+    f = gc.function([x, y], x @ y, options=gc.CompileOptions(threads=3))
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    for _ in range(20):
+        assert np.allclose(f(a, b), ref, rtol=1e-4, atol=1e-3)

@@ -342,23 +342,54 @@ def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize
 # ----------------------------------------------------------------------------- threads
 #: below this many multiply-adds a product runs on the calling thread only (creating and
 #: joining a thread costs tens of microseconds)
-PARALLEL_MIN_MACS = 1 << 24
+PARALLEL_MIN_MACS = 1 << 17
+#: the same for products with few rows (batch-1 inference): they are bound by reading B,
+#: and two cores read it faster than one once it is larger than about half a megabyte
+FEW_ROWS_PARALLEL_MIN_MACS = 1 << 17
 
 
 def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) -> ir.Function:
     """``void graphc_gemm_<dtype>_mt(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta,
-    i64 threads)``: the
-    product split into ``threads`` slices of columns (or of rows, when C is taller than wide),
-    each slice a call of the single-thread GEMM; slices 1.. run on the workers of the thread
-    pool (graphc/lower/threadpool.py; on systems without it, on threads made with
-    ``pthread_create`` per call), slice 0 on the caller. Small products and ``threads <= 1``
-    call the GEMM directly; a slice with no thread to run it runs on the caller."""
+    i64 threads)``: the product split into ``threads`` slices of columns (or of rows, when C
+    is taller than wide), each slice a call of the single-thread GEMM; slices 1.. run on the
+    workers of the thread pool (graphc/lower/threadpool.py; on systems without it, on threads
+    made with ``pthread_create`` per call), slice 0 on the caller. Products under
+    ``PARALLEL_MIN_MACS`` and ``threads <= 1`` call the GEMM directly; a slice with no thread to
+    run it runs on the caller."""
     name = f"graphc_gemm_{dtype}_mt"
     fn = _declared(module, name, _gemm_type(dtype, True))
     if fn is not None:
         return fn
     cfg = cfg or config_for(dtype)
-    gemm = gemm_function(module, dtype, cfg)
+    return _sliced(module, dtype, name, gemm_function(module, dtype, cfg), cfg.nr, cfg.mr, PARALLEL_MIN_MACS)
+
+
+def _few_rows_function(module: ir.Module, dtype: str) -> ir.Function:
+    """``graphc_few_rows_<dtype>``: the plain loop with the GEMM's signature (a slice of a
+    threaded product with few rows)."""
+    name = f"graphc_few_rows_{dtype}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, _gemm_type(dtype, False), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with b.if_else(b.icmp_signed("==", bcs, const_i64(1))) as (unit, strided):
+        with unit:  # B's rows contiguous (the usual case): a loop LLVM vectorises
+            emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, const_i64(1)), ldc, alpha, beta)
+        with strided:
+            emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs), ldc, alpha, beta)
+    b.ret_void()
+    return fn
+
+
+def _sliced(module: ir.Module, dtype: str, name: str, inner: ir.Function, col_unit: int, row_unit: int,
+            min_macs: int) -> ir.Function:
+    """``name(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta, threads)``: ``inner`` (same
+    arguments, no threads) on ``threads`` slices of C's columns (multiples of ``col_unit``) or
+    rows (of ``row_unit``), at once."""
     T = F32 if dtype == "float32" else F64
     TP = T.as_pointer()
     I8P = ir.IntType(8).as_pointer()
@@ -366,18 +397,18 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     args_ty = ir.LiteralStructType([I64, I64, I64, TP, I64, I64, TP, I64, I64, TP, I64, T, T])
     worker_ty = ir.FunctionType(I8P, [I8P])
 
-    worker = ir.Function(module, worker_ty, f"graphc_gemm_{dtype}_worker")
+    worker = ir.Function(module, worker_ty, f"{name}_worker")
     worker.linkage = "internal"
     wb = ir.IRBuilder(worker.append_basic_block("entry"))
     sp = wb.bitcast(worker.args[0], args_ty.as_pointer())
     i32 = lambda v: ir.Constant(I32, v)  # noqa: E731
     vals = [wb.load(wb.gep(sp, [i32(0), i32(f)], inbounds=True)) for f in range(13)]
-    wb.call(gemm, vals)
+    wb.call(inner, vals)
     wb.ret(ir.Constant(I8P, None))
     pooled = threadpool.available()
     if pooled:
         pool_run = threadpool.pool_run_function(module)
-        task = ir.Function(module, threadpool.TASK, f"graphc_gemm_{dtype}_task")
+        task = ir.Function(module, threadpool.TASK, f"{name}_task")
         task.linkage = "internal"
         tb = ir.IRBuilder(task.append_basic_block("entry"))
         tb.call(worker, [task.args[0]])
@@ -398,13 +429,13 @@ def gemm_parallel_function(module: ir.Module, dtype: str, cfg: GemmConfig | None
     started = b.alloca(ir.ArrayType(ir.IntType(8), max_t), name="started")
     nt = _min(b, nthreads, const_i64(max_t))
     macs = b.mul(b.mul(m, n), kk)
-    serial = b.or_(b.icmp_signed("<=", nt, const_i64(1)), b.icmp_signed("<", macs, const_i64(PARALLEL_MIN_MACS)))
+    serial = b.or_(b.icmp_signed("<=", nt, const_i64(1)), b.icmp_signed("<", macs, const_i64(min_macs)))
     with b.if_else(serial) as (one, many):
         with one:
-            b.call(gemm, [m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta])
+            b.call(inner, [m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta])
         with many:
             by_cols = b.icmp_signed(">=", n, m)
-            unit = b.select(by_cols, const_i64(cfg.nr), const_i64(cfg.mr))
+            unit = b.select(by_cols, const_i64(col_unit), const_i64(row_unit))
             total = b.select(by_cols, n, m)
             per = b.sdiv(b.add(total, b.sub(nt, const_i64(1))), nt)           # ceil(total / nt)
             per = b.mul(b.sdiv(b.add(per, b.sub(unit, const_i64(1))), unit), unit)  # to whole tiles
@@ -507,12 +538,13 @@ def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Functio
     m, n, kk, A, ars, acs, B, brs, bcs, C, ldc, alpha, beta = fn.args[:13]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     with b.if_else(b.icmp_signed("<", m, const_i64(SMALL_M))) as (few, many):
-        with few:  # B's rows contiguous (the usual case): a loop LLVM vectorises
-            with b.if_else(b.icmp_signed("==", bcs, const_i64(1))) as (unit, strided):
-                with unit:
-                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, const_i64(1)), ldc, alpha, beta)
-                with strided:
-                    emit_naive(b, A, B, C, m, kk, n, dtype, (ars, acs), (brs, bcs), ldc, alpha, beta)
+        with few:
+            if threaded:  # slices of columns, each a multiple of a cache line of C
+                few_rows = _sliced(module, dtype, f"graphc_few_rows_{dtype}_mt", _few_rows_function(module, dtype),
+                                   64 // (4 if dtype == "float32" else 8), 1, FEW_ROWS_PARALLEL_MIN_MACS)
+                b.call(few_rows, list(fn.args))
+            else:
+                b.call(_few_rows_function(module, dtype), list(fn.args))
         with many:
             if threaded:
                 b.call(gemm_parallel_function(module, dtype), list(fn.args))
@@ -546,15 +578,15 @@ def lower_matmul(k) -> None:
     dtype = node.dtype
     packed = dtype in ("float32", "float64")
     static_m = int(ms.constant) if isinstance(ms, ir.Constant) else None
-    if packed and static_m is not None and static_m < SMALL_M:
-        packed = False
     # CompileOptions.threads reaches here when the kernel carries the options (k.options)
     options = getattr(k, "options", None)
     threads = options.thread_count() if options is not None else 1
     extra = [const_i64(threads)] if threads > 1 else []
-    if packed and static_m is not None:
+    if packed and static_m is not None and static_m < SMALL_M and threads <= 1:
+        packed = False  # the plain loop, inline
+    if packed and static_m is not None and static_m >= SMALL_M:
         gemm = gemm_parallel_function(b.module, dtype) if threads > 1 else gemm_function(b.module, dtype)
-    elif packed:  # rows known only at run time: few rows take the plain loop (inside the call)
+    elif packed:  # few rows, or rows known only at run time: the dispatcher (threaded or not)
         gemm = matmul_function(b.module, dtype, threads > 1)
 
     # An operand the schedule left transposed in place (a view of its source, see

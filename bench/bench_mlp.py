@@ -1,6 +1,6 @@
 """MLP benchmarks: SGD training steps, batch-1 inference and cold compile, graphc vs peers.
 
-    python bench/bench_mlp.py [--only train_big train_small infer compile]
+    python bench/bench_mlp.py [--only train_big train_small infer compile] [--rounds N]
 
 Model: dense layers with ReLU, softmax cross-entropy on one-hot labels, plain SGD (lr 0.01),
 float32. Each framework runs the whole step (forward, backward, update) as it would be
@@ -286,12 +286,27 @@ def measure_compile(framework, sizes, cache_dir=None):
     raise ValueError(framework)
 
 
+ROUNDS = 1
+
+
 def _collect(fn, frameworks, *args, isolate=True):
-    res = {}
-    for name in frameworks:
-        t = isolated(fn, name, *args, isolate=isolate)
-        if t is not None:
-            res[name] = t
+    """Each framework's median time; with ``--rounds N`` every framework is measured N times,
+    in turn, and the median over the rounds is reported, with graphc's ratio to each peer in
+    every round (on a noisy VM a ratio taken within one round means more than one taken
+    minutes apart)."""
+    runs: dict[str, list] = {}
+    for _ in range(ROUNDS):
+        for name in frameworks:
+            t = isolated(fn, name, *args, isolate=isolate)
+            runs.setdefault(name, []).append(t)
+    res = {name: float(np.median([t for t in ts if t is not None])) for name, ts in runs.items()
+           if any(t is not None for t in ts)}
+    if ROUNDS > 1 and "graphc" in runs:
+        for name, ts in runs.items():
+            ratios = [g / t for g, t in zip(runs["graphc"], ts) if g is not None and t is not None]
+            if name != "graphc" and ratios:
+                print(f"  graphc/{name} per round: {', '.join(f'{r:.3f}' for r in ratios)}"
+                      f" (median {np.median(ratios):.3f})")
     return res
 
 
@@ -302,7 +317,11 @@ def main() -> None:
     ap.add_argument("--peer-threads", type=int, default=None,
                     help="limit the peers' thread pools (BLAS, OpenMP, XLA) to N threads; applies to "
                          "the child processes, so it needs isolation")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every framework N times in turn; report medians and per-round ratios")
     args = ap.parse_args()
+    global ROUNDS
+    ROUNDS = max(1, args.rounds)
     iso = not args.no_isolate
     if args.peer_threads:
         n = str(args.peer_threads)

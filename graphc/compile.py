@@ -142,6 +142,7 @@ class Function:
         self._np_dtypes = [np.dtype(x.dtype) for x in self.inputs]
         self._constraints = _size_constraints(nodes)
         self._calls = 0
+        self._sizes_by_shape: dict[tuple, tuple] = {}
         self._native = None
         self.ptx: str | None = None  # PTX of the CUDA kernels (target="cuda" only)
         if mode == "native" and self.options.target == "cuda":
@@ -255,10 +256,24 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         arrays = self._arrays(args, kwargs)
+        native = self._native
+        if native is not None and hasattr(native, "run_sizes"):
+            # The sizes depend only on the input shapes: checked and bound once per shape.
+            key = tuple([a.shape for a in arrays])
+            sizes = self._sizes_by_shape.get(key)
+            if sizes is None:
+                sizes = native.sizes(self._symbols(arrays))
+                if len(self._sizes_by_shape) >= 64:
+                    self._sizes_by_shape.clear()
+                self._sizes_by_shape[key] = sizes
+            step = self._calls
+            self._calls += 1
+            outs = native.run_sizes(arrays, sizes, step)
+            return outs[0] if self._single else outs
         env = self._symbols(arrays)
         self._calls += 1
-        if self._native is not None:
-            outs = self._native.run(arrays, env)
+        if native is not None:
+            outs = native.run(arrays, env)
         else:
             feeds = dict(zip(self.inputs, arrays))
             feeds.update({s: storage(s).array for s in self.shared})

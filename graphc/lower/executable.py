@@ -160,25 +160,36 @@ class NativeExecutable:
             self._plans[key] = plan
         return plan
 
+    def sizes(self, env: Mapping[sympy.Symbol, int]) -> tuple:
+        """The symbolic sizes bound in ``env``, in the order ``run_sizes`` takes them (the
+        random-step symbol as 0)."""
+        return tuple(0 if s is RNG_STEP else int(env.get(s, 0)) for s in self._symbols)
+
     def run(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
         """Run on checked, contiguous input arrays; returns the outputs, applies updates in place."""
+        return self.run_sizes(arrays, self.sizes(env), int(env.get(RNG_STEP, 0)))
+
+    def run_sizes(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int) -> list[np.ndarray]:
+        """``run`` with the sizes from ``sizes()`` and the call's random step."""
         # This is the per-call overhead of every compiled function: keep it to plain Python.
-        values = [env.get(s, 0) for s in self._symbols]
         syms = self._syms
-        for i, v in enumerate(values):
+        for i, v in enumerate(sizes):
             syms[i] = v
-        values[self._rng_index] = 0  # plans do not depend on the random step
-        shapes, _, ws_addr = self._plan(tuple(values))
+        syms[self._rng_index] = step
+        plan = self._plans.get(sizes)
+        shapes, _, ws_addr = plan if plan is not None else self._plan(sizes)
         args = self._args
         for i, a in enumerate(arrays):
             args[i] = _address(a)
+        shared_arrays = self._shared_arrays
         for i, st in enumerate(self._shared):
-            if st.array is not self._shared_arrays[i]:  # set_value keeps the buffer; be safe anyway
-                self._shared_arrays[i] = st.array
+            if st.array is not shared_arrays[i]:  # set_value keeps the buffer; be safe anyway
+                shared_arrays[i] = st.array
                 args[self._n_in + i] = _address(st.array)
         outs = [np.empty(shape, dtype) for shape, dtype in zip(shapes, self._out_dtypes)]
+        base = self._out_base
         for i, o in enumerate(outs):
-            args[self._out_base + i] = _address(o)
+            args[base + i] = _address(o)
         status = self._run(self._args_address, self._syms_address, ws_addr)
         if status == ERR_INDEX:
             raise InputError("an index passed to take/gather/embedding is out of range")

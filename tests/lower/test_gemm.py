@@ -16,7 +16,7 @@ from llvmlite import ir
 
 import graphc as gc
 from graphc.backend.jit import compile_ir
-from graphc.lower.gemm import GemmConfig, config_for, gemm_function
+from graphc.lower.gemm import GemmConfig, config_for, gemm_function, matmul_function
 
 TOL = {"float32": 2e-5, "float64": 1e-12}
 
@@ -307,3 +307,40 @@ def test_matmul_reads_transposed_operands_in_place(m, k, n):
     xv = rng.standard_normal((3, k, m)).astype("float32")
     yv = rng.standard_normal((k, n)).astype("float32")
     np.testing.assert_allclose(g(xv, yv), np.swapaxes(xv, -1, -2) @ yv, rtol=1e-4, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def dispatcher():
+    """``graphc_matmul_<dtype>_mt``: few rows take the plain loop, threaded by slices of k
+    (partial results summed) or, when those would not fit, of columns."""
+    module = ir.Module(name="matmul_mt_test")
+    for dtype in ("float32", "float64"):
+        matmul_function(module, dtype, True).linkage = ""
+    native = compile_ir(str(module))
+    fns = {"_keep": native}
+    for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
+        p, i = ctypes.POINTER(ct), ctypes.c_int64
+        fns[dtype] = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, ct, ct, i)(
+            native.address(f"graphc_matmul_{dtype}_mt"))
+    return fns
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,k,n", [(1, 784, 512), (3, 301, 700), (2, 1, 70000), (3, 30, 6000), (1, 5000, 40)])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_few_rows_threaded(dispatcher, dtype, m, k, n, threads, b_transposed):
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    bt = np.ascontiguousarray(b.T)
+    ct = ctypes.c_float if dtype == "float32" else ctypes.c_double
+    ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
+    b_args = (ptr(bt), 1, k) if b_transposed else (ptr(b), n, 1)
+    c = np.full((m, n), np.nan, dtype)
+    dispatcher[dtype](m, n, k, ptr(a), k, 1, *b_args, ptr(c), n, 1.0, 0.0, threads)
+    _check(c, a, b, dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    c = c0.copy()
+    dispatcher[dtype](m, n, k, ptr(a), k, 1, *b_args, ptr(c), n, 0.5, 2.0, threads)
+    _check((c - 2.0 * c0.astype(np.float64)) / 0.5, a, b, dtype)

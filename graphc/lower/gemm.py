@@ -175,6 +175,10 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
                 cp = gep(b, row, j)
                 b.store(scale.first(b.load(cp), zero_s, scalar=True), cp)
 
+    # A with contiguous rows is read in place: packing it cost up to a third of a product with
+    # few columns (a convolution's 32 or 64 channels: n / NR panels share each packed block),
+    # and its MR rows are as good a stream for the micro-kernel as a packed panel.
+    direct_a = b.icmp_signed("==", acs, const_i64(1))
     # B is always packed. Reading full panels of B in place when A is one block (few rows)
     # saved 10% on znver5, but with a power-of-two row stride (n = 256, 512: every MLP) the
     # panel's rows map to two L1 sets, and on znver3 128x784x512 ran at 0.7 x NumPy instead of
@@ -190,7 +194,8 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
             with for_range(b, _ceil_div(b, m, MC), "ic") as ici:
                 ic = b.mul(ici, const_i64(MC))
                 mc = _min(b, const_i64(MC), b.sub(m, ic))
-                _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s)
+                with b.if_then(b.not_(direct_a)):
+                    _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s)
                 with for_range(b, _ceil_div(b, nc, NR), "jr") as jri:
                     jr = b.mul(jri, const_i64(NR))
                     nr = _min(b, const_i64(NR), b.sub(nc, jr))
@@ -198,10 +203,21 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
                     with for_range(b, _ceil_div(b, mc, MR), "ir") as iri:
                         ir_ = b.mul(iri, const_i64(MR))
                         mr = _min(b, const_i64(MR), b.sub(mc, ir_))
-                        apanel = gep(b, ap, b.mul(ir_, kc))
-                        accs = _micro(b, fn, fma, apanel, bpanel, const_i64(NR), kc, MR, NRV, VW, V, zero_v, esize)
                         c0 = gep(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
-                        _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize, scale)
+                        with b.if_else(direct_a) as (rows_of_a, packed_a):
+                            with rows_of_a:  # rows past mc read the last row: their sums are not written
+                                last = b.sub(mr, const_i64(1))
+                                a_rows = [gep(b, A, b.add(b.mul(b.add(b.add(ic, ir_), _min(b, const_i64(r), last)), ars),
+                                                          pc)) for r in range(MR)]
+                                accs = _micro(b, fn, fma, a_rows, 1, bpanel, const_i64(NR), kc, MR, NRV, VW, V,
+                                              zero_v, esize)
+                                _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize, scale)
+                            with packed_a:
+                                apanel = gep(b, ap, b.mul(ir_, kc))
+                                a_rows = [gep(b, apanel, const_i64(r)) for r in range(MR)]
+                                accs = _micro(b, fn, fma, a_rows, MR, bpanel, const_i64(NR), kc, MR, NRV, VW, V,
+                                              zero_v, esize)
+                                _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize, scale)
     b.ret_void()
     return fn
 
@@ -245,16 +261,27 @@ def _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s) -> None:
             valid.append(b.icmp_signed("<", row, mc))
             rows.append(gep(b, A, b.add(b.mul(b.add(ic, _min(b, row, last)), ars), b.mul(pc, acs))))
         dst0 = gep(b, ap, b.mul(row0, kc))
-        with for_range(b, kc, "pap") as p:
-            dst = gep(b, dst0, b.mul(p, const_i64(MR)))
-            step = b.mul(p, acs)
-            for r in range(MR):
-                x = b.load(gep(b, rows[r], step))
-                b.store(b.select(valid[r], x, zero_s), gep(b, dst, const_i64(r)))
+        # A read transposed (the autodiff's x.T @ g: column-major, ars == 1) and a full panel:
+        # its MR rows at one p are adjacent, one short vector copy per p
+        column_major = b.and_(b.icmp_signed("==", ars, const_i64(1)), valid[-1])
+        with b.if_else(column_major) as (adjacent, general):
+            with adjacent:
+                VT = ir.VectorType(zero_s.type, MR)
+                with for_range(b, kc, "pav") as p:
+                    x = b.load(_vptr(b, gep(b, rows[0], b.mul(p, acs)), VT), align=4 if zero_s.type == F32 else 8)
+                    b.store(x, _vptr(b, gep(b, dst0, b.mul(p, const_i64(MR))), VT), align=4 if zero_s.type == F32 else 8)
+            with general:
+                with for_range(b, kc, "pap") as p:
+                    dst = gep(b, dst0, b.mul(p, const_i64(MR)))
+                    step = b.mul(p, acs)
+                    for r in range(MR):
+                        x = b.load(gep(b, rows[r], step))
+                        b.store(b.select(valid[r], x, zero_s), gep(b, dst, const_i64(r)))
 
 
-def _micro(b, fn, fma, apanel, bpanel, bstride, kc, MR, NRV, VW, V, zero_v, esize) -> list[list[ir.Value]]:
-    """The register tile: acc[r][v] += apanel[p*MR + r] * bpanel[p*bstride + v*VW : +VW] over p < kc."""
+def _micro(b, fn, fma, a_rows, a_step, bpanel, bstride, kc, MR, NRV, VW, V, zero_v, esize) -> list[list[ir.Value]]:
+    """The register tile: acc[r][v] += a_rows[r][p*a_step] * bpanel[p*bstride + v*VW : +VW] over
+    p < kc (``a_rows``: a packed panel's MR interleaved rows, step MR, or A's rows, step 1)."""
     pre = b.block
     head = fn.append_basic_block("mk.head")
     body = fn.append_basic_block("mk.body")
@@ -275,10 +302,10 @@ def _micro(b, fn, fma, apanel, bpanel, bstride, kc, MR, NRV, VW, V, zero_v, esiz
     b.position_at_end(body)
     bptr = gep(b, bpanel, b.mul(p, bstride))
     bv = [b.load(_vptr(b, gep(b, bptr, const_i64(v * VW)), V), align=esize) for v in range(NRV)]
-    aptr = gep(b, apanel, b.mul(p, const_i64(MR)))
+    at = b.mul(p, const_i64(a_step)) if a_step != 1 else p
     new = []
     for r in range(MR):
-        a = _splat(b, b.load(gep(b, aptr, const_i64(r))), V)
+        a = _splat(b, b.load(gep(b, a_rows[r], at)), V)
         new.append([b.call(fma, [a, bv[v], accs[r][v]]) for v in range(NRV)])
     nxt = b.add(p, const_i64(1), flags=("nsw",))
     p.add_incoming(nxt, b.block)

@@ -6,6 +6,9 @@ model (an MLP training step spent about half of its LLVM time on them). JIT-comp
 declare them instead (``gemm.EXTERNAL_RUNTIME``) and this module's definitions are registered
 as symbols before those modules are linked. Exported artifacts stay self-contained: their
 module defines its own copy (``emit_module(..., external_runtime=False)``).
+
+It also holds the thread pool (``graphc/lower/threadpool.py``): its workers run its code for
+the rest of the process, so it must live in a module that is never freed.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import threading
 from llvmlite import ir
 
 from graphc.backend.jit import NativeModule, compile_ir, load_cached, register_symbol, source_key
+from graphc.lower import threadpool
 from graphc.lower.gemm import matmul_function
 
 DTYPES = ("float32", "float64")
@@ -24,13 +28,16 @@ _library: NativeModule | None = None
 
 def exported_names() -> list[str]:
     """The functions the library defines for generated code to call."""
-    return [f"graphc_{kind}_{dtype}{suffix}" for kind in ("gemm", "matmul") for dtype in DTYPES
-            for suffix in ("", "_mt")]
+    pool = [threadpool.NAME] if threadpool.available() else []
+    return pool + [f"graphc_{kind}_{dtype}{suffix}" for kind in ("gemm", "matmul") for dtype in DTYPES
+                   for suffix in ("", "_mt")]
 
 
 def library_ir() -> str:
     """LLVM IR of the library: every exported function, with external linkage."""
     module = ir.Module(name="graphc_runtime")
+    if threadpool.available():
+        threadpool.pool_run_function(module, define=True)  # the one pool of the process
     for dtype in DTYPES:
         for threaded in (False, True):
             matmul_function(module, dtype, threaded)

@@ -160,11 +160,16 @@ def _worker(pool: _Pool) -> ir.Function:
     return fn
 
 
-def pool_run_function(module: ir.Module) -> ir.Function:
-    """Define ``graphc_pool_run`` (and the pool) in ``module`` once; see the module docstring."""
+def pool_run_function(module: ir.Module, define: bool = False) -> ir.Function:
+    """``graphc_pool_run`` in ``module``: declared, to be linked from the runtime library
+    (graphc/lower/runtime_library.py, which is never unloaded), or, with ``define``, defined
+    with the pool itself. Only the runtime library defines it: a worker waits inside the
+    pool's code, so that code must outlive every worker, i.e. the process."""
     fn = module.globals.get(NAME)
     if fn is not None:
         return fn
+    if not define:
+        return ir.Function(module, RUN, NAME)
     pool = _Pool(module)
     worker = _worker(pool)
     fn = ir.Function(module, RUN, NAME)

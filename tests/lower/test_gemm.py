@@ -224,7 +224,9 @@ def test_gradients_through_matmul_match_reference():
 
 @pytest.fixture(scope="module")
 def parallel():
+    from graphc.lower import runtime_library
     from graphc.lower.gemm import gemm_parallel_function
+    runtime_library.load()  # the thread pool the threaded GEMM calls
     module = ir.Module(name="gemm_mt_test")
     fns = {}
     for dtype in ("float32", "float64"):
@@ -313,6 +315,8 @@ def test_matmul_reads_transposed_operands_in_place(m, k, n):
 def dispatcher():
     """``graphc_matmul_<dtype>_mt``: few rows take the plain loop, threaded by slices of k
     (partial results summed) or, when those would not fit, of columns."""
+    from graphc.lower import runtime_library
+    runtime_library.load()  # the thread pool
     module = ir.Module(name="matmul_mt_test")
     for dtype in ("float32", "float64"):
         matmul_function(module, dtype, True).linkage = ""

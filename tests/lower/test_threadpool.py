@@ -13,7 +13,7 @@ from llvmlite import ir
 
 import graphc as gc
 from graphc.backend.jit import compile_ir
-from graphc.lower import threadpool
+from graphc.lower import runtime_library, threadpool
 from graphc.lower.irutil import I8P, I64
 
 pytestmark = pytest.mark.skipif(not threadpool.available(), reason="the pool needs Linux futexes")
@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(not threadpool.available(), reason="the pool nee
 
 @pytest.fixture(scope="module")
 def pool_go():
-    """``go(n, counters)``: task t adds 1 to counters[t] (an int64 array)."""
+    """``go(n, counters)``: task t adds 1 to counters[t] (an int64 array), through the runtime
+    library's pool (the only one: workers wait in its code, which is never freed)."""
+    runtime_library.load()
     module = ir.Module(name="pool_test")
     run = threadpool.pool_run_function(module)
     task = ir.Function(module, threadpool.TASK, "task")
@@ -89,3 +91,14 @@ def test_threaded_matmul_through_the_pool_matches_numpy():
     ref = a.astype(np.float64) @ b.astype(np.float64)
     for _ in range(20):
         assert np.allclose(f(a, b), ref, rtol=1e-4, atol=1e-3)
+
+
+def test_only_the_runtime_library_defines_the_pool():
+    """A worker waits in the pool's code: a module that can be freed (a compiled function)
+    only declares it."""
+    from graphc.lower.gemm import gemm_parallel_function
+    module = ir.Module(name="uses_pool")
+    gemm_parallel_function(module, "float32")
+    text = str(module)
+    assert f'declare void @"{threadpool.NAME}"' in text and "graphc_pool_worker" not in text
+    assert threadpool.NAME in runtime_library.exported_names()

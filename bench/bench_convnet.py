@@ -1,6 +1,6 @@
 """The Keras MNIST convnet: one SGD training step at batch 32 on 28x28x1 images, graphc vs peers.
 
-    python bench/bench_convnet.py
+    python bench/bench_convnet.py [--rounds N]
 
 Model (keras.io's "Simple MNIST convnet"): Conv2D 32 3x3 relu, Conv2D 64 3x3 relu,
 MaxPooling2D 2x2, Dropout 0.25, Flatten, Dense 128 relu, Dropout 0.5, Dense 10 softmax;
@@ -82,15 +82,29 @@ def measure_torch(threads: int | None):
 
 
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every framework N times in turn; report medians and per-round ratios")
+    rounds = max(1, ap.parse_args().rounds)
     print(f"# convnet benchmark -- {machine()}; {versions()}")
-    results, notes = {}, {}
-    for name, fn, arg in (("graphc", measure_graphc, "keras"), ("graphc compiled step", measure_graphc, "step"),
-                          ("torch", measure_torch, None), ("torch (1 thread)", measure_torch, 1)):
-        out = isolated(fn, arg)
-        if out is not None:
-            results[name] = out[0]
-            if out[1] is not None:
-                notes[name] = f"first call, compile included: {out[1]:.2f} s"
+    runs: dict[str, list] = {}
+    notes = {}
+    for _ in range(rounds):
+        for name, fn, arg in (("graphc", measure_graphc, "keras"), ("graphc compiled step", measure_graphc, "step"),
+                              ("torch", measure_torch, None), ("torch (1 thread)", measure_torch, 1)):
+            out = isolated(fn, arg)
+            if out is not None:
+                runs.setdefault(name, []).append(out[0])
+                if out[1] is not None:
+                    notes[name] = f"first call, compile included: {out[1]:.2f} s"
+    results = {name: float(np.median(ts)) for name, ts in runs.items()}
+    if rounds > 1 and "graphc" in runs:
+        for name, ts in runs.items():
+            if name != "graphc" and len(ts) == len(runs["graphc"]):
+                ratios = [g / t for g, t in zip(runs["graphc"], ts)]
+                print(f"  graphc/{name} per round: {', '.join(f'{r:.3f}' for r in ratios)}"
+                      f" (median {np.median(ratios):.3f})")
     report(f"Keras MNIST convnet, batch {BATCH}, SGD training step", results, notes)
 
 

@@ -34,6 +34,8 @@ from graphc.lower import threadpool
 from graphc.lower.irutil import F32, F64, I64, const_i64, for_range, gep
 
 SMALL_M = 4
+#: A is read in place, not packed, when C has fewer columns than this (see gemm_function)
+DIRECT_A_MAX_N = 256
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,13 @@ def gemm_function(module: ir.Module, dtype: str, cfg: GemmConfig | None = None) 
                 cp = gep(b, row, j)
                 b.store(scale.first(b.load(cp), zero_s, scalar=True), cp)
 
-    # A with contiguous rows is read in place: packing it cost up to a third of a product with
-    # few columns (a convolution's 32 or 64 channels: n / NR panels share each packed block),
-    # and its MR rows are as good a stream for the micro-kernel as a packed panel.
-    direct_a = b.icmp_signed("==", acs, const_i64(1))
+    # A with contiguous rows is read in place when C has few columns: packing A cost up to a
+    # third of a product with a convolution's 32 or 64 channels (only n / NR panels share each
+    # packed block), and MR rows of A are as good a stream for the micro-kernel. With many
+    # columns packing is cheap, and it is kept; so it is when A's row stride is a multiple of
+    # 4 KB, whose rows would all fall in the same L1 sets (1024^3 ran 20% slower).
+    direct_a = b.and_(b.and_(b.icmp_signed("==", acs, const_i64(1)), b.icmp_signed("<", n, const_i64(DIRECT_A_MAX_N))),
+                      b.icmp_signed("!=", b.urem(b.mul(ars, const_i64(esize)), const_i64(4096)), const_i64(0)))
     # B is always packed. Reading full panels of B in place when A is one block (few rows)
     # saved 10% on znver5, but with a power-of-two row stride (n = 256, 512: every MLP) the
     # panel's rows map to two L1 sets, and on znver3 128x784x512 ran at 0.7 x NumPy instead of

@@ -348,3 +348,18 @@ def test_few_rows_threaded(dispatcher, dtype, m, k, n, threads, b_transposed):
     c = c0.copy()
     dispatcher[dtype](m, n, k, ptr(a), k, 1, *b_args, ptr(c), n, 0.5, 2.0, threads)
     _check((c - 2.0 * c0.astype(np.float64)) / 0.5, a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [17, 300])
+def test_row_major_a_packed_or_read_in_place(direct, dtype, n):
+    """A with contiguous rows is read in place for few columns unless its row stride is a
+    multiple of 4 KB; otherwise packed. Both give the product, partial row panels included."""
+    rng = np.random.default_rng(11)
+    for stride in (1024 if dtype == "float32" else 512, 37):  # 4 KB rows, and odd ones
+        big = rng.standard_normal((23, stride)).astype(dtype)
+        a = big[:, :29]
+        b = rng.standard_normal((29, n)).astype(dtype)
+        c = np.full((23, n), np.nan, dtype)
+        _call(direct, dtype, a, b, c)
+        _check(c, a, b, dtype)

@@ -202,42 +202,89 @@ def schedule(outputs: list[Node], inputs: list[Node], shared: list[Node], n_user
 
 
 def _update_in_place(steps: list[Step], tail: list[Step]) -> None:
-    """Let an update's kernel write its shared variable instead of a temporary.
+    """Let updates' kernels write their shared variables instead of temporaries.
 
-    The update ``w <- f(w, ...)`` computed by an elementwise kernel P whose result only the
-    final copy reads can write ``w`` directly, if P runs after every other reader of ``w``:
-    P moves to the end of the kernels (its result has no other reader, so nothing waits for
-    it), which is correct when no final copy reads ``w`` and P reads no other shared variable
-    that is updated (whose kernel might then run first). P reads ``w`` at the index it
-    writes, so an elementwise kernel may overwrite it. Saves a copy of every weight per step."""
+    An update ``w <- f(w, ...)`` computed by an elementwise kernel P can write ``w`` directly
+    if P runs after every other reader of the old ``w`` and before every reader of its result
+    (whose value is then in ``w``). Such kernels move to the end, in an order that respects
+    both; they must read ``w`` at the index they write (an elementwise kernel then overwrites
+    each element after reading it), no final copy may read ``w`` (a shared variable returned
+    as an output is its old value), and P's result may be read only by its copy and by other
+    moved kernels (Adam's ``p - lr * m_new / ...`` reads ``m_new``, itself written into ``m``).
+    A candidate in a cycle of those constraints keeps its copy. Saves a copy of every weight
+    (and of every optimizer slot) per step."""
     producer = {id(s.out): s for s in steps if s.kind == "node"}
-    targets = {id(c.out) for c in tail if c.out.kind == "shared"}
     read_by_tail = {id(b.root()) for c in tail for b in c.ins}
-    readers: dict[int, int] = {}
+    readers: dict[int, list[Step]] = {}
     for s in steps + tail:
         for b in s.ins:
-            readers[id(b)] = readers.get(id(b), 0) + 1
-    moved = []
-    for copy in list(tail):
+            readers.setdefault(id(b), []).append(s)
+    cands: dict[int, tuple[Step, Step]] = {}  # id(update step) -> (its copy, the step)
+    for copy in tail:
         dst, src = copy.out, copy.ins[0]
         step = producer.get(id(src))
-        if (dst.kind != "shared" or step is None or src.alias_of is not None or readers.get(id(src)) != 1
-                or id(dst) in read_by_tail or not _elementwise(step.node)):
-            continue
-        others = [b for b in step.ins if b.root() is not dst and b.root().kind == "shared"]
-        if any(id(b.root()) in targets for b in others):
+        if (dst.kind != "shared" or step is None or src.alias_of is not None or id(dst) in read_by_tail
+                or not _elementwise(step.node) or id(step) in cands):
             continue
         if any(b.root() is dst and (b.transposed or tuple(b.shape) != tuple(step.out.shape)) for b in step.ins):
             continue  # w read broadcast or through a view: not at the index written
+        cands[id(step)] = (copy, step)
+    order = _in_place_order(cands, readers)
+    for step in order:
+        copy = cands[id(step)][0]
+        src, dst = step.out, copy.out
+        for later in order:  # readers of the result read it from the variable now
+            later.ins = [dst if b is src else b for b in later.ins]
         step.out, step.in_place = dst, True
         tail.remove(copy)
         steps.remove(step)
-        product = _fold_update_into_matmul(step, producer, readers, targets)
+    targets = {id(c.out) for c in tail if c.out.kind == "shared"} | {id(s.out) for s in order}
+    moved = []
+    for step in order:
+        product = _fold_update_into_matmul(step, producer, {k: len(v) for k, v in readers.items()}, targets)
         if product is not None:  # the matmul now writes the update; the elementwise kernel goes
             steps.remove(product)
             step = product
         moved.append(step)
     steps.extend(moved)
+
+
+def _in_place_order(cands: dict[int, tuple[Step, Step]], readers: dict[int, list[Step]]) -> list[Step]:
+    """The candidates that can run in place, in an order where each runs after the readers of
+    its variable's old value and before the readers of its result (see _update_in_place)."""
+    live = dict(cands)
+    while True:
+        # a result read by a kernel that stays where it is (or a second copy) rules P out
+        for key, (copy, step) in list(live.items()):
+            if any(r is not copy and id(r) not in live for r in readers.get(id(step.out), [])):
+                del live[key]
+        after: dict[int, set[int]] = {k: set() for k in live}  # key -> keys that must run after it
+        for key, (copy, step) in live.items():
+            var = copy.out
+            for other, (_, q) in live.items():
+                if other == key:
+                    continue
+                if any(b.root() is var for b in q.ins):
+                    after[other].add(key)  # q reads the old variable: q first
+                if any(b is step.out for b in q.ins):
+                    after[key].add(other)  # q reads the result: step first
+        order, state = [], {}
+
+        def visit(k: int) -> bool:  # depth-first topological sort; False on a cycle
+            if state.get(k) == 1:
+                return False
+            if state.get(k) == 2:
+                return True
+            state[k] = 1
+            if not all(visit(n) for n in after[k]):
+                return False
+            state[k] = 2
+            order.append(k)
+            return True
+        cyclic = next((k for k in live if not visit(k)), None)
+        if cyclic is None:
+            return [live[k][1] for k in reversed(order)]
+        del live[cyclic]  # keeps its copy; try again without it
 
 
 def _fold_update_into_matmul(step: Step, producer: dict, readers: dict, targets: set) -> Optional[Step]:

@@ -125,3 +125,35 @@ def test_update_value_read_elsewhere(keep_value_read):
         out = gc.ops.sum(new * new) if keep_value_read else gc.ops.sum(w)
         return [x], out, [(w, new)], [w]
     _check(build, [np.full(4, 0.25, np.float32)])
+
+
+def test_adam_like_slots_are_written_in_place_and_read_by_the_weight_update():
+    """m and v are updated in place and the weight update reads the new m and v from them: no
+    weight-sized copy is left."""
+    def build():
+        x = gc.placeholder((None, 5), "float32", name="x")
+        w = gc.shared(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3), name="w")
+        m = gc.shared(np.zeros((5, 3), np.float32), name="m")
+        v = gc.shared(np.zeros((5, 3), np.float32), name="v")
+        loss = gc.ops.mean((x @ w) ** 2)
+        g = gc.grad(loss, w)
+        m_new = 0.9 * m + 0.1 * g
+        v_new = 0.99 * v + 0.01 * g * g
+        w_new = w - 0.01 * m_new / (gc.ops.sqrt(v_new) + 1e-7)
+        return [x], loss, [(m, m_new), (v, v_new), (w, w_new)], [w, m, v]
+    native = _check(build, [X], calls=5)
+    steps = native._native.program.steps
+    assert not [s for s in steps if s.kind == "copy" and s.out.kind == "shared"]
+    assert len(_writers(native)) == 3
+
+
+def test_cyclic_updates_keep_a_copy():
+    """a <- 2a + b and b <- b + a each read the other's old value: one of them must keep its
+    copy (and the results stay right)."""
+    def build():
+        a = gc.shared(np.arange(4, dtype=np.float32), name="a")
+        b = gc.shared(np.ones(4, np.float32), name="b")
+        x = gc.placeholder((4,), "float32", name="x")
+        return [x], gc.ops.sum(a), [(a, a * 2.0 + b + x), (b, b + a)], [a, b]
+    native = _check(build, [np.full(4, 0.5, np.float32)])
+    assert len([s for s in native._native.program.steps if s.kind == "copy" and s.out.kind == "shared"]) == 1

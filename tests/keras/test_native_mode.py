@@ -42,3 +42,26 @@ def test_run_mode_switch():
             config.set_run_mode("fast")
     finally:
         config.set_run_mode(old)
+
+
+def test_model_profile_reports_the_compiled_functions():
+    """compile(..., profile=True): model.profile() lists each compiled function's kernels, and
+    profiling leaves the results as they were."""
+    import io
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 40)]
+    results = []
+    for profile in (False, True):
+        m = Sequential([Input(shape=(6,)), Dense(8, activation="relu"), Dense(3, activation="softmax")])
+        m.set_weights([np.full(w.shape, 0.1, "float32") for w in m.get_weights()])
+        m.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy", profile=profile)
+        m.fit(x, y, batch_size=20, epochs=2, shuffle=False, verbose=0)
+        results.append(m.predict(x, verbose=0))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+    out = io.StringIO()
+    report = m.profile(file=out)
+    assert set(report) == {"train", "predict"}
+    assert all(calls == 4 for _, calls, _ in report["train"])  # 2 epochs x 2 batches
+    assert any(" matmul " in name for name, _, _ in report["predict"])
+    assert out.getvalue().startswith(f"== {m.name}: ")

@@ -35,14 +35,16 @@ class TrainingMixin:
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None, metrics: Any = None,
                 weighted_metrics: Any = None, run_eagerly: bool = False, steps_per_execution: int = 1,
                 jit_compile: Any = "auto", auto_scale_loss: bool = True, run_mode: str | None = None,
-                target: str = "cpu") -> None:
+                target: str = "cpu", profile: bool = False) -> None:
         """Choose the optimizer, loss(es) and metrics. ``run_mode`` ("native" or "reference")
         overrides :func:`graphc.keras.config.run_mode` for this model's compiled functions;
         ``target="cuda"`` compiles them for an NVIDIA GPU (weights stay on the device between
-        steps; see docs/cuda.md), "cpu" (the default) for this machine."""
+        steps; see docs/cuda.md), "cpu" (the default) for this machine. ``profile=True`` (a
+        graphc extension) times every kernel of the native code: see :meth:`profile`."""
         if target not in ("cpu", "cuda"):
             raise InputError(f"compile: target must be 'cpu' or 'cuda', got {target!r}")
         self._target = target
+        self._profile = bool(profile)
         self.optimizer = opt_mod.get(optimizer)
         self._loss_spec, self._loss_weights_spec = loss, loss_weights
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
@@ -70,7 +72,21 @@ class TrainingMixin:
         return names
 
     def _options(self) -> gc.CompileOptions:
-        return gc.CompileOptions(target=getattr(self, "_target", "cpu"))
+        return gc.CompileOptions(target=getattr(self, "_target", "cpu"), profile=getattr(self, "_profile", False))
+
+    def profile(self, file: Any = None, reset: bool = False) -> dict[str, list]:
+        """graphc extension: where the time of the model's compiled functions went, kernel by
+        kernel (``compile(..., profile=True)`` or ``GRAPHC_PROFILE=1``). Returns
+        ``{"train": rows, "test": rows, "predict": rows}`` for the functions compiled so far
+        (rows as ``graphc.Function.profile``), printed to ``file`` when given."""
+        out: dict[str, list] = {}
+        for key, fn in getattr(self, "_fn_cache", {}).items():
+            kind = key[0]
+            if file is not None:
+                print(f"== {self.name}: {kind}", file=file)
+            rows = fn.profile(reset=reset, file=file)
+            out[kind] = out.get(kind, []) + rows
+        return out
 
     def _mode(self) -> str:
         return self._run_mode or config.run_mode()

@@ -20,6 +20,7 @@ from graphc.errors import InputError
 from graphc.frontend.variables import storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
+from graphc.ir.ops import Op
 from graphc.ir.shapes import RNG_STEP, evaluate
 from graphc.lower import parallel_compile, runtime_library
 from graphc.lower.cpu import ERR_INDEX, WORKSPACE_ALIGN, emit_module, profile_kernels
@@ -29,6 +30,17 @@ from graphc.options import CompileOptions
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _WS_SIZE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+
+
+def _matmul_dtypes(program: Program) -> tuple[str, ...]:
+    """The float dtypes of the program's matmuls (loop bodies included)."""
+    found: set[str] = set()
+    for step in program.steps:
+        if step.body is not None:
+            found.update(_matmul_dtypes(step.body))
+        elif step.node is not None and step.node.op is Op.MATMUL and step.node.dtype in runtime_library.DTYPES:
+            found.add(step.node.dtype)
+    return tuple(sorted(found))
 
 
 def _count_kernels(program: Program) -> int:
@@ -76,7 +88,7 @@ class NativeExecutable:
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
         self._options = options
         self._llvm_ir: str | None = None
-        runtime_library.load(options.cache_dir)  # the GEMMs the module calls
+        runtime_library.load(options.cache_dir, _matmul_dtypes(self.program))  # the GEMMs it calls
         jobs = parallel_compile.jobs_for(options.compile_jobs, _count_kernels(self.program))
         # The disk cache is keyed by the scheduled program, so a hit skips emitting LLVM IR too.
         key = program_key(self.program, graph, self.name, options, jobs) if options.cache_dir else None

@@ -23,42 +23,50 @@ from graphc.lower.gemm import matmul_function
 DTYPES = ("float32", "float64")
 OPT_LEVEL = 3
 _lock = threading.Lock()
-_library: NativeModule | None = None
+#: the parts loaded in this process: "pool", then one per dtype, each loaded when first needed
+#: (a float32 model never compiles the float64 GEMMs: half of the first compile on a machine)
+_parts: dict[str, NativeModule] = {}
 
 
-def exported_names() -> list[str]:
-    """The functions the library defines for generated code to call."""
-    pool = [threadpool.NAME] if threadpool.available() else []
-    return pool + [f"graphc_{kind}_{dtype}{suffix}" for kind in ("gemm", "matmul") for dtype in DTYPES
-                   for suffix in ("", "_mt")]
+def exported_names(part: str | None = None) -> list[str]:
+    """The functions the library (or one part of it) defines for generated code to call."""
+    if part == "pool":
+        return [threadpool.NAME] if threadpool.available() else []
+    dtypes = DTYPES if part is None else (part,)
+    gemms = [f"graphc_{kind}_{dtype}{suffix}" for kind in ("gemm", "matmul") for dtype in dtypes
+             for suffix in ("", "_mt")]
+    return (exported_names("pool") if part is None else []) + gemms
 
 
-def library_ir() -> str:
-    """LLVM IR of the library: every exported function, with external linkage."""
-    module = ir.Module(name="graphc_runtime")
-    if threadpool.available():
-        threadpool.pool_run_function(module, define=True)  # the one pool of the process
-    for dtype in DTYPES:
+def library_ir(part: str) -> str:
+    """LLVM IR of one part of the library ("pool" or a dtype's GEMMs), exported functions
+    with external linkage."""
+    module = ir.Module(name=f"graphc_runtime_{part}")
+    if part == "pool":
+        if threadpool.available():
+            threadpool.pool_run_function(module, define=True)  # the one pool of the process
+    else:
         for threaded in (False, True):
-            matmul_function(module, dtype, threaded)
-    names = set(exported_names())
+            matmul_function(module, part, threaded)  # declares the pool's entry
+    names = set(exported_names(part))
     for fn in module.functions:
         if fn.name in names:
             fn.linkage = "external"
     return str(module)
 
 
-def load(cache_dir: str | None = None) -> NativeModule:
-    """Compile the library (once per process; from the disk cache when ``cache_dir`` holds it)
-    and make its functions resolvable by code JIT-compiled afterwards."""
-    global _library
+def load(cache_dir: str | None = None, dtypes: tuple[str, ...] = DTYPES) -> None:
+    """Compile the pool and the GEMMs of ``dtypes`` (once per process; from the disk cache when
+    ``cache_dir`` holds them) and make their functions resolvable by code JIT-compiled
+    afterwards."""
     with _lock:
-        if _library is None:
-            key = source_key("runtime-library")
+        for part in ("pool", *dtypes):
+            if part in _parts:
+                continue
+            key = source_key("runtime-library", part)
             library = load_cached(key, cache_dir, OPT_LEVEL)
             if library is None:
-                library = compile_ir(library_ir(), OPT_LEVEL, cache_dir, key=key)
-            for name in exported_names():
+                library = compile_ir(library_ir(part), OPT_LEVEL, cache_dir, key=key)
+            for name in exported_names(part):
                 register_symbol(name, library.address(name))
-            _library = library
-        return _library
+            _parts[part] = library

@@ -372,12 +372,11 @@ def _write_back(b, accs, c0, ldc, mr, nr, first, tile, MR, NR, NRV, VW, V, esize
 
 
 # ----------------------------------------------------------------------------- threads
-#: below this many multiply-adds a product runs on the calling thread only (creating and
-#: joining a thread costs tens of microseconds)
+#: below this many multiply-adds (a few microseconds on one core) a product runs on the
+#: calling thread only; handing a slice to a pool worker costs about a microsecond. Few-row
+#: products (batch-1 inference) are bound by reading B, and two cores read a B of this size
+#: (half a megabyte) faster than one.
 PARALLEL_MIN_MACS = 1 << 17
-#: the same for products with few rows (batch-1 inference): they are bound by reading B,
-#: and two cores read it faster than one once it is larger than about half a megabyte
-FEW_ROWS_PARALLEL_MIN_MACS = 1 << 17
 #: elements of the partial results a threaded few-row product keeps on the stack
 SPLIT_K_TEMP = 1 << 14
 
@@ -619,7 +618,7 @@ def matmul_function(module: ir.Module, dtype: str, threaded: bool) -> ir.Functio
         with few:
             if threaded:  # slices of columns, each a multiple of a cache line of C
                 few_rows = _sliced(module, dtype, f"graphc_few_rows_{dtype}_mt", _few_rows_function(module, dtype),
-                                   64 // (4 if dtype == "float32" else 8), 1, FEW_ROWS_PARALLEL_MIN_MACS,
+                                   64 // (4 if dtype == "float32" else 8), 1, PARALLEL_MIN_MACS,
                                    split_k=True)
                 b.call(few_rows, list(fn.args))
             else:

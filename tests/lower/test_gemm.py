@@ -363,3 +363,27 @@ def test_row_major_a_packed_or_read_in_place(direct, dtype, n):
         c = np.full((23, n), np.nan, dtype)
         _call(direct, dtype, a, b, c)
         _check(c, a, b, dtype)
+
+
+def test_threads_without_the_pool(monkeypatch):
+    """Where the pool is not available (not Linux), the threaded GEMM makes a thread per slice
+    and call: same products."""
+    from graphc.lower import threadpool
+    monkeypatch.setattr(threadpool, "available", lambda: False)
+    module = ir.Module(name="gemm_threads_test")
+    for dtype in ("float32", "float64"):
+        matmul_function(module, dtype, True).linkage = ""
+    assert threadpool.NAME not in str(module) and "pthread_create" in str(module)
+    native = compile_ir(str(module))
+    rng = np.random.default_rng(12)
+    for dtype, ct in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
+        p, i = ctypes.POINTER(ct), ctypes.c_int64
+        fn = ctypes.CFUNCTYPE(None, i, i, i, p, i, i, p, i, i, p, i, ct, ct, i)(
+            native.address(f"graphc_matmul_{dtype}_mt"))
+        ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ct))  # noqa: E731
+        for m, k, n in [(301, 257, 263), (1, 784, 512), (3, 30, 6000)]:
+            a = rng.standard_normal((m, k)).astype(dtype)
+            b = rng.standard_normal((k, n)).astype(dtype)
+            c = np.full((m, n), np.nan, dtype)
+            fn(m, n, k, ptr(a), k, 1, ptr(b), n, 1, ptr(c), n, 1.0, 0.0, 3)
+            _check(c, a, b, dtype)

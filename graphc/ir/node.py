@@ -79,12 +79,18 @@ _origin: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
 _label: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
 
 
+_inside_graphc: dict[str, bool] = {}  # code filename -> whether it is graphc's own (abspath is slow)
+
+
 def user_location() -> str | None:
     """``file:line`` of the innermost caller outside the graphc package, if any."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        inside = _inside_graphc.get(filename)
+        if inside is None:
+            inside = _inside_graphc[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR)
+        if not inside:
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return None

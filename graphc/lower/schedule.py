@@ -37,7 +37,11 @@ class Buffer:
 
     @property
     def nbytes(self) -> Dim:
-        return size_of(self.shape) * ITEMSIZE[self.dtype]
+        # computed once: a sympy product per call was most of the slot assignment's time
+        cached = self.__dict__.get("_nbytes")
+        if cached is None:
+            cached = self.__dict__["_nbytes"] = size_of(self.shape) * ITEMSIZE[self.dtype]
+        return cached
 
     def root(self) -> "Buffer":
         return self.alias_of.root() if self.alias_of is not None else self

@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import os
 import re
+import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -135,6 +136,7 @@ class NativeExecutable:
         self._syms_address = ctypes.addressof(self._syms)
         self._shared_arrays = [st.array for st in self._shared]  # addresses set above
         self._plans: dict[tuple, tuple[list[tuple], np.ndarray, int]] = {}
+        self._lock = threading.Lock()
         self._profile = None
         if options.profile:
             names = profile_kernels(self.program)
@@ -183,6 +185,12 @@ class NativeExecutable:
 
     def run_sizes(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int) -> list[np.ndarray]:
         """``run`` with the sizes from ``sizes()`` and the call's random step."""
+        # One call at a time: the argument and size arrays and the workspace are this object's,
+        # and ctypes lets another Python thread in while the native code runs.
+        with self._lock:
+            return self._run_locked(arrays, sizes, step)
+
+    def _run_locked(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int) -> list[np.ndarray]:
         # This is the per-call overhead of every compiled function: keep it to plain Python.
         syms = self._syms
         for i, v in enumerate(sizes):

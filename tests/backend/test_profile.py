@@ -57,3 +57,4 @@ def test_profile_needs_the_option():
     f = _mlp(gc.CompileOptions())
     with pytest.raises(InputError, match="profile=True"):
         f.profile()
+

@@ -13,6 +13,7 @@ call; intermediates live in one device workspace per distinct set of sizes.
 """
 from __future__ import annotations
 
+import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -48,6 +49,7 @@ class CudaExecutable:
         self.program = schedule(list(graph.outputs), list(inputs), list(shared), n_user, list(update_targets),
                                 fold_transposes=False, in_place=False)
         self.name = "".join(c if c.isalnum() else "_" for c in name) or "fn"
+        self._lock = threading.Lock()
         self.nvvm = emit_nvvm(self.program, self.name)
         self.llvm_ir = self.nvvm.llvm_ir
         self.arch = arch or _default_arch()
@@ -184,7 +186,12 @@ class CudaExecutable:
                     ctx.dtod(outs[k], ins[k], rows[k])
 
     def run(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
-        """Run on checked, contiguous input arrays; returns the outputs, applies updates in place."""
+        """Run on checked, contiguous input arrays; returns the outputs, applies updates in place.
+        One call at a time: the device buffers and the workspace are this object's."""
+        with self._lock:
+            return self._run_locked(arrays, env)
+
+    def _run_locked(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
         ctx = self._device()
         syms = [int(env.get(s, 0)) for s in self._symbols]
         key = tuple(v for s, v in zip(self._symbols, syms) if s is not RNG_STEP)

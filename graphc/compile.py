@@ -163,6 +163,9 @@ class Function:
                                                 [t for t, _ in self.updates], options, name)
             if env.dump_enabled():
                 env.dump(name, "ll", self.llvm_ir)
+        # the CPU executable's fast call (sizes cached per input shape); CUDA and reference
+        # mode take the general path
+        self._run_sizes = getattr(self._native, "run_sizes", None)
 
     @property
     def llvm_ir(self) -> str | None:
@@ -257,7 +260,7 @@ class Function:
     def __call__(self, *args, **kwargs):
         arrays = self._arrays(args, kwargs)
         native = self._native
-        if native is not None and hasattr(native, "run_sizes"):
+        if self._run_sizes is not None:
             # The sizes depend only on the input shapes: checked and bound once per shape.
             key = tuple([a.shape for a in arrays])
             sizes = self._sizes_by_shape.get(key)
@@ -268,7 +271,7 @@ class Function:
                 self._sizes_by_shape[key] = sizes
             step = self._calls
             self._calls += 1
-            outs = native.run_sizes(arrays, sizes, step)
+            outs = self._run_sizes(arrays, sizes, step)
             return outs[0] if self._single else outs
         env = self._symbols(arrays)
         self._calls += 1

@@ -403,10 +403,10 @@ def _kernel_offsets(attrs) -> list[tuple[int, ...]]:
     return list(itertools.product(*[range(n) for n in attrs["ksize"]]))
 
 
-def _window_rows(k: Kernel, image, cols, body: Callable[[ir.Value, ir.Value, int, ir.Value], None]) -> None:
+def _window_rows(k: Kernel, image, cols, body: Callable[[ir.Value, ir.Value, ir.Value], None]) -> None:
     """For each row of the columns (an output position, in order) and each kernel offset:
-    ``body(image_offset, column_offset, offset_index, channels)`` with the element offsets of
-    that offset's ``channels`` values in the image and in the row of columns."""
+    ``body(image_offset, column_offset, channels)`` with the element offsets of that offset's
+    ``channels`` values in the image and in the row of columns."""
     a = k.node.attrs
     xs, cs = contiguous_strides(image.shape), contiguous_strides(cols.shape)
     img = [xs[0]] + [as_dim(xs[1 + i] * st) for i, st in enumerate(a["strides"])]
@@ -416,7 +416,7 @@ def _window_rows(k: Kernel, image, cols, body: Callable[[ir.Value, ir.Value, int
 
     def row(bases: list[ir.Value]) -> None:
         for i, img_off in enumerate(offsets):
-            body(k.b.add(bases[0], img_off), k.b.add(bases[1], k.b.mul(const_i64(i), channels)), i, channels)
+            body(k.b.add(bases[0], img_off), k.b.add(bases[1], k.b.mul(const_i64(i), channels)), channels)
     emit_nest(k.b, k.size, cols.shape[:-1], [img, list(cs[:-1])], [const_i64(0)] * 2, row)
 
 
@@ -432,7 +432,7 @@ def _lower_patches(k: Kernel) -> None:
     x = k.node.inputs[0]
     b = k.b
 
-    def copy(img_off, col_off, _i, channels):
+    def copy(img_off, col_off, channels):
         src, dst = gep(b, k.ins[0], img_off), gep(b, k.out, col_off)
         with for_range(b, channels, "ch") as ch:
             k.store(k.load(src, ch, x.dtype), dst, ch, x.dtype)
@@ -449,7 +449,7 @@ def _lower_patches_adjoint(k: Kernel) -> None:
     b = k.b
     k.fill(k.out, size_of(node.shape), scalar.constant(0, dtype), dtype)
 
-    def add(img_off, col_off, _i, channels):
+    def add(img_off, col_off, channels):
         src, dst = gep(b, k.ins[0], col_off), gep(b, k.out, img_off)
         with for_range(b, channels, "acc") as ch:
             k.store(scalar.binary(b, Op.ADD, k.load(dst, ch, dtype), k.load(src, ch, dtype), dtype), dst, ch, dtype)

@@ -14,8 +14,9 @@ class CompileOptions:
       loops; 3 also interleaves and unrolls them (twice the compile time; the GEMMs, in the
       runtime library, always get 3).
     - ``threads``: threads the generated code may use for large products (1 = none; None,
-      the default: one per core). Products below ``gemm.PARALLEL_MIN_MACS`` always run on
-      the calling thread.
+      the default: one per core). Products of at least ``gemm.PARALLEL_MIN_MACS`` (2^17)
+      multiply-adds are split between the calling thread and the workers of a persistent
+      pool (graphc/lower/threadpool.py); smaller ones run on the calling thread.
     - ``cache_dir``: where compiled object code is cached on disk (None: no disk cache).
     - ``target``: "cpu" (native code for this machine) or "cuda".
     - ``compile_jobs``: processes compiling one program's kernels (None: two on a multi-core

@@ -3,6 +3,8 @@
 - ``GRAPHC_HOME``: where datasets are cached (default ``~/.graphc``).
 - ``GRAPHC_CACHE_DIR``: the disk cache for compiled code (default: ``$XDG_CACHE_HOME/graphc``
   or ``~/.cache/graphc``; ``off`` disables it).
+- ``GRAPHC_CACHE_MAX_MB``: the disk cache's size limit (default 1024); the entries used
+  longest ago are deleted when a new one would exceed it.
 - ``GRAPHC_DUMP_DIR``: write every compiled function's stages (graph before/after
   optimisation, LLVM IR) into this folder, for debugging.
 - ``GRAPHC_TIMINGS=1``: print how long each compile stage took.
@@ -31,6 +33,20 @@ def default_cache_dir() -> str | None:
         return os.path.expanduser(value)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
     return os.path.expanduser(os.path.join(base, "graphc"))
+
+
+DEFAULT_CACHE_MAX_MB = 1024
+
+
+def cache_max_bytes() -> int:
+    """The size the disk cache is trimmed to (``GRAPHC_CACHE_MAX_MB``, default 1024 MB);
+    the entries used longest ago go first."""
+    value = os.environ.get("GRAPHC_CACHE_MAX_MB", "").strip()
+    try:
+        mb = float(value) if value else DEFAULT_CACHE_MAX_MB
+    except ValueError:
+        mb = DEFAULT_CACHE_MAX_MB
+    return max(0, int(mb * 1024 * 1024))
 
 
 def profile_enabled() -> bool:

@@ -189,7 +189,40 @@ def _read_entry(path: str) -> bytes | None:
         or hashlib.sha256(payload).digest() != digest
     ):
         return None
+    try:
+        os.utime(path)  # used now: trimmed last (see _trim)
+    except OSError:
+        pass
     return payload
+
+
+def _trim(directory: str, keep: str) -> None:
+    """Delete the entries used longest ago (by modification time, which a hit refreshes)
+    until the cache fits in ``env.cache_max_bytes()``; never ``keep``, the entry just
+    written. Another process may be reading a deleted entry: on POSIX its open file stays
+    valid, and a process that lists it afterwards only misses and compiles again."""
+    from graphc import env
+    limit = env.cache_max_bytes()
+    try:
+        entries = []
+        with os.scandir(directory) as it:
+            for e in it:
+                if e.name.endswith(".o") and e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    entries.append((st.st_mtime, st.st_size, e.path))
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if os.path.abspath(path) == os.path.abspath(keep):
+            continue
+        try:
+            os.unlink(path)
+            total -= size
+        except OSError:
+            pass
 
 
 def _write_entry(path: str, payload: bytes) -> None:
@@ -207,6 +240,7 @@ def _write_entry(path: str, payload: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         tmp = None
+        _trim(directory, path)
     except OSError:
         pass  # a cache that cannot be written only costs speed
     finally:

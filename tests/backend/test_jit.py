@@ -288,6 +288,24 @@ def test_entry_format(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_cache_is_trimmed_to_its_limit_least_recently_used_first(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over GRAPHC_CACHE_MAX_MB the entries used longest ago go; a hit counts as a use, and
+    the entry just written is kept even when it alone is over the limit."""
+    for i, name in enumerate(("old", "hit", "newer")):
+        jit._write_entry(str(tmp_path / f"{name}.o"), bytes(1000))
+        os.utime(tmp_path / f"{name}.o", (1000 + i, 1000 + i))
+    assert jit._read_entry(str(tmp_path / "hit.o")) is not None  # "hit" is now the newest
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", str(2500 / (1024 * 1024)))  # room for two entries
+    jit._write_entry(str(tmp_path / "new.o"), bytes(1000))
+    assert sorted(p.name for p in tmp_path.glob("*.o")) == ["hit.o", "new.o"]
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0")
+    jit._write_entry(str(tmp_path / "big.o"), bytes(5000))
+    assert [p.name for p in tmp_path.glob("*.o")] == ["big.o"]
+    nm = compile_ir(ADD_IR, cache_dir=str(tmp_path))  # and compiling still works
+    assert nm.cache_path is not None and Path(nm.cache_path).exists()
+
+
 def test_unwritable_cache_dir_still_compiles(tmp_path: Path) -> None:
     """A cache directory that cannot be created only costs speed."""
     blocker = tmp_path / "file"

@@ -249,6 +249,7 @@ def measure_infer(framework, sizes):
 def _warm_up_graphc(cache_dir):
     """Import what a first compile imports lazily, and load the runtime library (compiled once
     per machine, then loaded from the disk cache): neither is the compile of a model."""
+    import sympy.tensor.tensor  # noqa: F401 - sympy imports it (90 ms) on its first symbolic sum
     from graphc.lower import runtime_library
     runtime_library.load(cache_dir)
     xw = gc.placeholder((None, 3), name="warm")

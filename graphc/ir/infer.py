@@ -57,6 +57,12 @@ def sizes_may_match(a: Dim, b: Dim) -> bool:
         return True
     if isinstance(a, int) and a == 0 or isinstance(b, int) and b == 0:
         return False
+    # Sizes in different symbols (a number and a symbolic size included) may match; only
+    # sizes in the same symbols need their ratio (sympy.cancel costs milliseconds).
+    free_a = a.free_symbols if not isinstance(a, int) else set()
+    free_b = b.free_symbols if not isinstance(b, int) else set()
+    if free_a != free_b:
+        return True
     ratio = sympy.cancel(sympy.sympify(a) / b)
     return not ratio.is_number
 

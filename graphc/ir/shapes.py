@@ -59,6 +59,11 @@ def dims_equal(a: Dim, b: Dim) -> bool:
     """True if two dimensions are known to be equal."""
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if a == b:  # the same expression (structural equality: cheap, unlike expand)
+        return True
+    if getattr(a, "is_Symbol", False) and (isinstance(b, int) or b.is_Symbol) or \
+            getattr(b, "is_Symbol", False) and isinstance(a, int):
+        return False  # a symbol is never known to equal a number or another symbol
     diff = sympy.expand(sympy.sympify(a) - b)
     return diff == 0 or (diff.has(sympy.floor, sympy.ceiling) and sympy.simplify(diff) == 0)
 

@@ -140,6 +140,7 @@ class Function:
         self.shared = [n for n in nodes if n.op is Op.SHARED]
         self._bind = [(k, j, d) for k, x in enumerate(self.inputs) for j, d in enumerate(x.shape)]
         self._np_dtypes = [np.dtype(x.dtype) for x in self.inputs]
+        self._ndims = [len(x.shape) for x in self.inputs]
         self._constraints = _size_constraints(nodes)
         self._calls = 0
         self._sizes_by_shape: dict[tuple, tuple] = {}
@@ -214,26 +215,32 @@ class Function:
                 if k not in by_name:
                     raise InputError(f"{self.name}: unknown input {k!r}; inputs are {list(by_name)}")
                 args[by_name[k]] = v
-        if len(args) != len(self.inputs) or any(a is None for a in args):
-            raise InputError(f"{self.name}: expected {len(self.inputs)} inputs "
-                             f"({', '.join(str(x.name) for x in self.inputs)}), got {len(args)}")
+        if len(args) != len(self.inputs):
+            self._wrong_inputs(args)
         arrays = []
-        for x, a, want in zip(self.inputs, args, self._np_dtypes):
+        for x, a, want, ndim in zip(self.inputs, args, self._np_dtypes, self._ndims):
             # the common case first: a C-contiguous array of the right dtype and rank
-            if type(a) is np.ndarray and a.dtype == want and a.ndim == len(x.shape) and a.flags.c_contiguous:
+            if type(a) is np.ndarray and a.dtype is want and a.ndim == ndim and a.flags.c_contiguous:
                 arrays.append(a)
                 continue
+            if a is None:
+                self._wrong_inputs(args)
             arr = np.asarray(a)
-            if arr.dtype.name != x.dtype:
-                if not np.can_cast(arr.dtype, x.dtype, "same_kind"):
+            if arr.dtype != want:  # another type, or the same in the other byte order
+                if not np.can_cast(arr.dtype, want, "same_kind"):
                     raise DTypeError(f"{self.name}: input {x.name!r} expects {x.dtype}, got {arr.dtype} "
                                      f"(which cannot be converted without changing its kind)")
-                arr = arr.astype(x.dtype)
+                arr = arr.astype(want)
             if arr.ndim != len(x.shape):
                 raise ShapeError(f"{self.name}: input {x.name!r} expects rank {len(x.shape)} "
                                  f"{format_shape(_user_shape(x))}, got shape {arr.shape}")
             arrays.append(np.asarray(arr, order="C"))  # ascontiguousarray makes 0-d arrays 1-d
         return arrays
+
+    def _wrong_inputs(self, args) -> None:
+        raise InputError(f"{self.name}: expected {len(self.inputs)} inputs "
+                         f"({', '.join(str(x.name) for x in self.inputs)}), got "
+                         f"{len([a for a in args if a is not None])}")
 
     def _symbols(self, arrays: list[np.ndarray]) -> dict:
         env: dict = {}

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import graphc as gc
+from graphc.errors import InputError
 
 
 def test_one_function_called_from_several_threads():
@@ -28,3 +30,18 @@ def test_one_function_called_from_several_threads():
     for t in threads:
         t.join()
     assert not failures
+
+
+def test_inputs_in_the_other_byte_order_and_odd_layouts():
+    """A big-endian, strided or list input is converted, never passed to native code as is."""
+    x = gc.placeholder((None, 3), "float32", name="x")
+    f = gc.function([x], x * 2.0 + 1.0)
+    ref = np.arange(12, dtype=np.float32).reshape(4, 3)
+    want = ref * 2.0 + 1.0
+    for given in (ref.astype(">f4"), np.asfortranarray(ref), ref.tolist(), ref.astype(np.float64),
+                  np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2] * 0 + ref):
+        np.testing.assert_array_equal(f(given), want)
+    with pytest.raises(InputError, match="expected 1 inputs"):
+        f()
+    with pytest.raises(InputError, match="expected 1 inputs"):
+        f(None)

@@ -171,6 +171,14 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.set_model(model)
 
+    def reads_logs(self, hook: str) -> bool:
+        """Whether some callback defines ``hook`` (or its legacy name) itself: a training loop
+        computes a batch's logs (every metric's result) only then."""
+        legacy = {"on_train_batch_end": "on_batch_end", "on_train_batch_begin": "on_batch_begin"}.get(hook)
+        return any(getattr(type(cb), hook) is not getattr(Callback, hook)
+                   or (legacy is not None and getattr(type(cb), legacy) is not getattr(Callback, legacy))
+                   for cb in self.callbacks)
+
     def _call(self, hook: str, *args: Any, logs: Logs | None = None) -> None:
         logs = {} if logs is None else logs
         for cb in self.callbacks:

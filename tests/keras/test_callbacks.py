@@ -356,3 +356,4 @@ def test_lambda_callback():
         cbks.LambdaCallback(on_epoch_ends=print)
     with pytest.raises(TypeError, match="callable"):
         cbks.LambdaCallback(on_epoch_end=3)
+

@@ -284,3 +284,35 @@ def test_lr_callbacks_and_settable_learning_rate(tmp_path):
           callbacks=[ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=10.0)])
     assert m.optimizer.learning_rate == pytest.approx(0.2 * 0.5 ** 2, rel=1e-5)  # epoch 0 sets the best, 1 and 2 reduce
     assert m.compiled_functions == n + 1  # only the test function was added, for validation
+
+
+def test_batch_logs_reach_callbacks_that_read_them():
+    """fit and evaluate compute a batch's logs only for callbacks that define the batch hook
+    (or its legacy name); those get the running loss and metrics, as before."""
+    from graphc.keras import callbacks as cbm
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 40)]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    seen = {"train": [], "legacy": [], "test": []}
+
+    class Train(cbm.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen["train"].append(dict(logs))
+
+    class Legacy(cbm.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen["legacy"].append(dict(logs))
+
+    class Test(cbm.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen["test"].append(dict(logs))
+
+    assert not cbm.CallbackList([cbm.History()]).reads_logs("on_train_batch_end")
+    assert cbm.CallbackList([Legacy()]).reads_logs("on_train_batch_end")
+    history = model.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[Train(), Legacy()])
+    model.evaluate(x, y, batch_size=20, verbose=0, callbacks=[Test()])
+    assert len(seen["train"]) == len(seen["legacy"]) == 8 and len(seen["test"]) == 2
+    assert all(set(logs) == {"loss", "accuracy"} for logs in seen["train"] + seen["legacy"] + seen["test"])
+    assert seen["train"][-1]["loss"] == pytest.approx(history.history["loss"][-1])

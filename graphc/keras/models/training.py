@@ -294,8 +294,19 @@ class TrainingMixin:
                              f"but got an array of shape {got}{where()}")
 
     # ------------------------------------------------------------------ one batch
-    def _train_or_test_batch(self, kind: str, xs: list, ys: list, sws: list) -> dict[str, float]:
-        fn = self._get_fn(kind, ys, sws)
+    def _train_or_test_batch(self, kind: str, xs: list, ys: list, sws: list,
+                             fns: dict | None = None) -> dict[str, float] | None:
+        """Run one batch and update the loss tracker and metrics; returns the logs, except in a
+        loop that passes ``fns`` (a cache of the compiled functions for its batches: the
+        trainable weights, part of a function's key, are walked once per loop, not per
+        batch), which computes logs only when a callback reads them."""
+        if fns is None:
+            fn = self._get_fn(kind, ys, sws)
+        else:
+            key = (tuple((y.shape[1:], y.ndim) for y in ys), tuple(s.ndim for s in sws))
+            fn = fns.get(key)
+            if fn is None:
+                fn = fns[key] = self._get_fn(kind, ys, sws)
         res = fn(*xs, *ys, *sws)
         nout = len(self.output_names)
         total, per, preds = res[0], res[1:1 + nout], res[1 + nout:]
@@ -308,7 +319,7 @@ class TrainingMixin:
         for i, m in self._resolve_metrics(ys, [p.shape for p in preds]):
             weighted = sws[i] if self._metric_is_weighted(m) else None
             m.update_state(ys[i], preds[i], weighted)
-        return self._logs()
+        return self._logs() if fns is None else None
 
     def _metric_is_weighted(self, m: Any) -> bool:
         spec = self._weighted_metrics_spec
@@ -401,6 +412,8 @@ class TrainingMixin:
         self.stop_training = False
         cbs.on_train_begin()
         logs: dict[str, float] = {}
+        fns: dict = {}
+        batch_logs = cbs.reads_logs("on_train_batch_end")
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
@@ -408,8 +421,8 @@ class TrainingMixin:
             for step, batch in enumerate(data.epoch()):
                 cbs.on_train_batch_begin(step)
                 xs, ys, sws = self._prepare_batch(batch, arrays, class_weight, True)
-                logs = self._train_or_test_batch("train", xs, ys, sws)
-                cbs.on_train_batch_end(step, dict(logs))
+                self._train_or_test_batch("train", xs, ys, sws, fns)
+                cbs.on_train_batch_end(step, dict(self._logs()) if batch_logs else {})
                 if self.stop_training:
                     break
             epoch_logs = dict(self._logs())
@@ -442,11 +455,13 @@ class TrainingMixin:
         saved = (getattr(self, "_tracker", None), [(m, dict(vars(m))) for _, m in self._metric_objs or []])
         self.reset_metrics()
         cbs.on_test_begin()
+        fns: dict = {}
+        batch_logs = cbs.reads_logs("on_test_batch_end")
         for step, batch in enumerate(data.epoch()):
             cbs.on_test_batch_begin(step)
             xs, ys, sws = self._prepare_batch(batch, arrays, None, True)
-            logs = self._train_or_test_batch("test", xs, ys, sws)
-            cbs.on_test_batch_end(step, dict(logs))
+            self._train_or_test_batch("test", xs, ys, sws, fns)
+            cbs.on_test_batch_end(step, dict(self._logs()) if batch_logs else {})
         logs = self._logs()
         cbs.on_test_end(dict(logs))
         if _in_fit:

@@ -207,9 +207,33 @@ def _pool_windows(x: Node, pool_size, strides, padding: str, pad_value: float, w
     return _windows(xp, ks, st, (1,) * nsp), sp, ks, st, outs
 
 
+def _tiles(x: Node, pool_size, strides, padding: str, what: str) -> tuple[Node, tuple[int, ...]] | None:
+    """Pooling windows that tile the input (valid padding, strides equal to the pool size, as
+    Keras's default 2x2 pooling): ``x`` (cropped to whole windows) as a view of shape
+    ``(batch, out_1, k_1, out_2, k_2, ..., channels)`` and the axes to reduce; None otherwise.
+    Reducing that view reads ``x`` in place: no window copies (im2col) forward and no col2im
+    backward (the pool's gradient is then elementwise on the same view)."""
+    nsp = x.ndim - 2
+    sp = _spatial(x, nsp, what)
+    ks = _tuple(pool_size, nsp, "pool_size")
+    st = ks if strides is None else _tuple(strides, nsp, "strides")
+    if padding != "valid" or tuple(st) != tuple(ks) or not all(isinstance(d, int) for d in sp):
+        return None
+    outs = [d // k for d, k in zip(sp, ks)]
+    if any(o == 0 for o in outs):
+        return None  # too small: the general path reports it
+    if any(o * k != d for o, k, d in zip(outs, ks, sp)):  # the rows and columns no window covers
+        x = ops.getitem(x, (slice(None),) + tuple(slice(0, o * k) for o, k in zip(outs, ks)) + (slice(None),))
+    shape = (x.shape[0],) + tuple(d for o, k in zip(outs, ks) for d in (o, k)) + (x.shape[-1],)
+    return ops.reshape(x, shape), tuple(2 + 2 * i for i in range(nsp))
+
+
 def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
              padding: str = "valid", what: str = "max_pool") -> Node:
     """Max pooling over the spatial axes of channels-last ``x`` (padding never wins)."""
+    tiled = _tiles(x, pool_size, strides, padding, what)
+    if tiled is not None:
+        return ops.max(tiled[0], axis=tiled[1])
     lowest = float(np.finfo(np.dtype(x.dtype)).min) if "float" in x.dtype else -2.0 ** 31
     windows, *_ = _pool_windows(x, pool_size, strides, padding, lowest, what)
     return ops.max(windows, axis=-2)
@@ -218,6 +242,9 @@ def max_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[in
 def avg_pool(x: Node, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
              padding: str = "valid", what: str = "avg_pool") -> Node:
     """Average pooling; with "same" padding the padded positions are not counted (as Keras)."""
+    tiled = _tiles(x, pool_size, strides, padding, what)
+    if tiled is not None:
+        return ops.divide(ops.sum(tiled[0], axis=tiled[1]), float(np.prod(_tuple(pool_size, x.ndim - 2, "pool_size"))))
     windows, sp, ks, st, outs = _pool_windows(x, pool_size, strides, padding, 0.0, what)
     total = ops.sum(windows, axis=-2)
     if padding == "valid":

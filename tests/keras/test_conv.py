@@ -102,13 +102,28 @@ def test_conv_and_pool_native_match_reference():
     x = rng.normal(size=(3, 6, 5, 2)).astype("float32")
     k = rng.normal(size=(2, 2, 2, 3)).astype("float32")
     xp, kp = gc.placeholder((None, 6, 5, 2)), gc.placeholder(k.shape)
-    outs = [nn.conv(xp, kp, (2, 1), "same"), nn.max_pool(xp, 2, None, "same")]
+    # "same" pooling takes the windows (im2col); valid pooling whose windows tile the input
+    # (the 5 columns cropped to 4) reduces a view of the input instead
+    outs = [nn.conv(xp, kp, (2, 1), "same"), nn.max_pool(xp, 2, None, "same"), nn.max_pool(xp, 2),
+            nn.avg_pool(xp, (3, 2))]
     cost = sum(gc.ops.sum(o * o) for o in outs)
     g = gc.grad(cost, [xp, kp])
     ref = gc.function([xp, kp], outs + g, mode="reference")(x, k)
     nat = gc.function([xp, kp], outs + g, mode="native")(x, k)
     for a, b in zip(ref, nat):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_tiling_pools_copy_no_windows():
+    """Valid pooling with strides equal to the pool size (Keras's default) needs neither im2col
+    forward nor col2im backward."""
+    from graphc.ir.graph import toposort
+    xp = gc.placeholder((None, 6, 5, 2))
+    for pool in (nn.max_pool, nn.avg_pool):
+        y = pool(xp, 2)
+        nodes = toposort([y, gc.grad(gc.ops.sum(y * y), xp)])
+        assert not [n for n in nodes if n.op.value in ("patches", "patches_adjoint")]
+        assert tuple(y.shape[1:]) == (3, 2, 2)
 
 
 @pytest.mark.parametrize("pad,strides,dil,groups", [CONV_CASES[1], CONV_CASES[3], CONV_CASES[5], CONV_CASES[6]])

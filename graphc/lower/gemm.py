@@ -11,18 +11,20 @@ that a matmul kernel calls once per matrix of its batch:
 - cache blocking: ``NC`` columns of B x ``KC`` rows are packed into ``NR``-wide panels
   (``KC x NC`` on the stack), then ``MC`` rows of A x ``KC`` into ``MR``-tall panels
   (``MC x KC`` on the stack); partial panels are zero-padded, so the micro-kernel always
-  computes a full tile;
+  computes a full tile. A with contiguous rows is read in place instead of packed when C has
+  few columns (see ``DIRECT_A_MAX_N``);
 - register blocking: the micro-kernel keeps an ``MR x NR`` tile of C in ``MR * NR / VW``
   vector accumulators (``VW`` lanes: 16 float32 with AVX-512, 8 with AVX2) and does
   ``MR * NR / VW`` FMAs per step of ``k``: a row of B panel (``NR / VW`` vector loads) times
   ``MR`` broadcast elements of the A panel;
 - edges: a full tile is written back with vector loads/stores; a partial one (``m`` or ``n``
   not a multiple of the tile) goes through a small tile buffer and a scalar loop, so any
-  ``m``, ``n``, ``k`` (known at compile time or not) works; ``k == 0`` gives zeros.
+  ``m``, ``n``, ``k`` (known at compile time or not) works; ``k == 0`` gives ``beta * C``.
 
-Shapes known at compile time with very few rows (``m < SMALL_M``, e.g. batch-1 inference)
-use the plain loop instead: it streams B once, which is all such a product needs. Integer
-dtypes always use the plain loop.
+Products with very few rows (``m < SMALL_M``, e.g. batch-1 inference) use the plain loop
+instead: it streams B once, which is all such a product needs. Integer dtypes always use the
+plain loop. The ``_mt`` variants split a product between threads (the pool of
+graphc/lower/threadpool.py): by columns or rows, or, for few rows, by k.
 """
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ class Function:
         self._native = None
         self.ptx: str | None = None  # PTX of the CUDA kernels (target="cuda" only)
         if mode == "native" and self.options.target == "cuda":
-            # --- CUDA hook (graphc/lower/nvvm_executable.py): same run() interface as the CPU side
+            # --- CUDA hook (graphc/lower/nvvm_executable.py): run(arrays, env), the general call path
             from graphc.lower.nvvm_executable import CudaExecutable
             self._native = CudaExecutable(self.graph, self.inputs, self.shared,
                                           [t for t, _ in self.updates], self.options, name)

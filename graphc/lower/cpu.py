@@ -420,11 +420,6 @@ def _window_rows(k: Kernel, image, cols, body: Callable[[ir.Value, ir.Value, ir.
     emit_nest(k.b, k.size, cols.shape[:-1], [img, list(cs[:-1])], [const_i64(0)] * 2, row)
 
 
-def _kernel_offsets(attrs) -> list[tuple[int, ...]]:
-    import itertools
-    return list(itertools.product(*[range(n) for n in attrs["ksize"]]))
-
-
 def _lower_patches(k: Kernel) -> None:
     """im2col, a row of columns at a time: for each output position, the kernel offsets copy
     their channels side by side, so each row is written once, whole (an offset at a time over
@@ -558,6 +553,7 @@ class _Entry:
         self.b, self.fn, self.syms, self.symvals, self.ws, self.offsets = b, fn, syms, symvals, ws, offsets
         self.profile = profile  # [2 x i64] per kernel: nanoseconds, calls (see profile_kernels)
         self.kernel_index = 0  # counts kernels as _emit_kernels does: through loop bodies
+        self._ts: ir.Value | None = None  # the timespec the profiling clock reads into
 
     def _clock(self) -> ir.Value:
         """CLOCK_MONOTONIC in nanoseconds (a vDSO call: about 35 ns here)."""
@@ -565,7 +561,7 @@ class _Entry:
         module = b.module
         fn = module.globals.get("clock_gettime") or ir.Function(
             module, ir.FunctionType(I32, [I32, ir.ArrayType(I64, 2).as_pointer()]), "clock_gettime")
-        ts = getattr(self, "_ts", None)
+        ts = self._ts
         if ts is None:
             with b.goto_entry_block():
                 b.position_at_start(self.fn.entry_basic_block)

@@ -180,12 +180,9 @@ class NativeExecutable:
         random-step symbol as 0)."""
         return tuple(0 if s is RNG_STEP else int(env.get(s, 0)) for s in self._symbols)
 
-    def run(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
-        """Run on checked, contiguous input arrays; returns the outputs, applies updates in place."""
-        return self.run_sizes(arrays, self.sizes(env), int(env.get(RNG_STEP, 0)))
-
     def run_sizes(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int) -> list[np.ndarray]:
-        """``run`` with the sizes from ``sizes()`` and the call's random step."""
+        """Run on checked, contiguous input arrays, with the sizes from ``sizes()`` and the
+        call's random step; returns the outputs, applies updates in place."""
         # One call at a time: the argument and size arrays and the workspace are this object's,
         # and ctypes lets another Python thread in while the native code runs.
         with self._lock:

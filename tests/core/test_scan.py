@@ -124,8 +124,11 @@ def test_loop_code_does_not_grow_with_the_length():
     ir_short, ir_long = short.llvm_ir, long.llvm_ir
     assert ir_short.count("define ") == ir_long.count("define ")
     assert abs(len(ir_long) - len(ir_short)) < 0.01 * len(ir_short)
-    # Beyond the names of symbols and the sizes, the text is the same.
+    # Beyond the names of symbols and the sizes, the text is the same (a loop with a tiny
+    # constant trip count, e.g. 10, carries metadata that keeps it scalar: see irutil.for_range).
     def normalise(text):
+        text = re.sub(r", !llvm\.loop !\d+", "", text)
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("!"))
         return re.sub(r"\b\d+\b", "N", text)
     assert normalise(ir_short) == normalise(ir_long)
 

@@ -18,12 +18,17 @@ _uids = itertools.count()
 
 class SharedStorage:
     """The value of a shared variable: one C-contiguous array, updated in place so that
-    compiled code can keep writing into the same buffer."""
+    compiled code can keep writing into the same buffer. The buffer never changes (``array``
+    has no setter): compiled functions bind its address once."""
 
-    __slots__ = ("array",)
+    __slots__ = ("_array",)
 
     def __init__(self, array: np.ndarray):
-        self.array = array
+        self._array = array
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._array
 
 
 _storage: "weakref.WeakKeyDictionary[Node, SharedStorage]" = weakref.WeakKeyDictionary()

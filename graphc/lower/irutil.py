@@ -26,35 +26,28 @@ def const_i64(v: int) -> ir.Constant:
     return ir.Constant(I64, int(v))
 
 
-#: Loops with a constant trip count below this get explicit vectoriser hints (see _tiny_loop_id).
-_TINY_TRIP_COUNT = 16
+#: LLVM's smallest trip count for a vector body with a scalar remainder (jit.init_native sets it)
+VECTOR_MIN_TRIP_COUNT = 8
 
 
-def _tiny_loop_id(module: ir.Module, count: int) -> ir.MDValue:
-    """A fresh ``llvm.loop`` node for a loop of ``count`` (< 16) iterations.
+def _scalar_loop_id(module: ir.Module) -> ir.MDValue:
+    """A fresh ``llvm.loop`` node that keeps one loop scalar.
 
-    Left alone, LLVM vectorises such a loop only by folding its tail into masked loads and
-    stores, and AVX2's ``vmaskmov`` is microcoded on AMD Zen: a (32, 10) + (10,) bias add took
-    0.9 us that way. Over 8 iterations the loop is vectorised with a scalar remainder instead
-    (8 + 2 for 10 float32), under 8 it stays scalar (0.15 us for that add either way)."""
-    def hint(name: str, on: bool) -> ir.MDValue:
-        return module.add_metadata([ir.MetaDataString(module, name), ir.Constant(I1, int(on))])
-
-    if count > 8:
-        hints = [hint("llvm.loop.vectorize.enable", True), hint("llvm.loop.vectorize.predicate.enable", False)]
-    else:
-        hints = [hint("llvm.loop.vectorize.enable", False)]
+    LLVM vectorises a loop of fewer than ``VECTOR_MIN_TRIP_COUNT`` known iterations only by
+    folding it into masked loads and stores, and AVX2's ``vmaskmov`` is microcoded on AMD Zen
+    (a (32, 5) + (5,) add is several times slower that way than as a scalar loop)."""
+    off = module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"), ir.Constant(I1, 0)])
     # the first operand of a loop id is the node itself; a unique placeholder keeps
     # add_metadata from handing back another loop's node before it is patched
-    node = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{len(module.metadata)}"), *hints])
-    node.operands = (node, *hints)
+    node = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{len(module.metadata)}"), off])
+    node.operands = (node, off)
     return node
 
 
 @contextlib.contextmanager
 def for_range(b: ir.IRBuilder, count: ir.Value, name: str = "i") -> Iterator[ir.Value]:
     """``for (i = 0; i < count; ++i)``: a canonical loop the LLVM vectoriser recognises
-    (with hints when ``count`` is a small constant that a vector does not divide)."""
+    (kept scalar when ``count`` is a constant under 8 that a vector does not divide)."""
     pre = b.block
     header = b.append_basic_block(f"{name}.head")
     body = b.append_basic_block(f"{name}.body")
@@ -69,8 +62,8 @@ def for_range(b: ir.IRBuilder, count: ir.Value, name: str = "i") -> Iterator[ir.
     nxt = b.add(i, const_i64(1), name=f"{name}.next", flags=("nsw",))
     i.add_incoming(nxt, b.block)
     latch = b.branch(header)
-    if isinstance(count, ir.Constant) and 0 < count.constant < _TINY_TRIP_COUNT and count.constant not in (4, 8):
-        latch.set_metadata("llvm.loop", _tiny_loop_id(b.module, count.constant))
+    if isinstance(count, ir.Constant) and 0 < count.constant < VECTOR_MIN_TRIP_COUNT and count.constant != 4:
+        latch.set_metadata("llvm.loop", _scalar_loop_id(b.module))
     b.position_at_end(end)
 
 

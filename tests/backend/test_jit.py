@@ -409,3 +409,31 @@ def test_loops_with_a_tiny_constant_trip_count(n: int) -> None:
     if "+avx2" in host_target().features:
         asm = compile_ir(fn.llvm_ir).asm()
         assert "maskmov" not in asm
+
+
+def test_models_compile_without_llvm_warnings(capfd) -> None:
+    """LLVM prints a warning for every loop whose forced vectorisation failed (see
+    irutil.for_range): an MLP, a convnet and an LSTM training step compile (no disk cache, so
+    LLVM runs) without any."""
+    import graphc as gc
+    from graphc.keras import layers as L
+
+    opts = gc.CompileOptions(cache_dir=None, compile_jobs=1)
+    x = gc.placeholder((None, 12, 12, 3), "float32", name="x")
+    y = gc.placeholder((None, 10), "float32", name="y")
+    conv = L.Conv2D(5, 3, activation="relu")
+    dense = L.Dense(10)
+    h = L.MaxPooling2D(2)(conv(x))
+    logits = dense(L.Flatten()(h))
+    loss = -gc.ops.mean(gc.ops.sum(y * gc.ops.log_softmax(logits, axis=-1), axis=-1))
+    weights = conv.trainable_weights + dense.trainable_weights
+    gc.function([x, y], loss, updates=[(w, w - 0.1 * g) for w, g in zip(weights, gc.grad(loss, weights))],
+                options=opts)
+    s = gc.placeholder((4, 7, 3), "float32", name="s")
+    lstm = L.LSTM(6)
+    out = gc.ops.mean(lstm(s) ** 2)
+    gc.function([s], out, updates=[(w, w - 0.1 * g) for w, g in zip(lstm.trainable_weights,
+                                                                      gc.grad(out, lstm.trainable_weights))],
+                options=opts)
+    err = capfd.readouterr().err
+    assert "not vectorized" not in err and "warning" not in err, err

@@ -330,10 +330,12 @@ def dispatcher():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m,k,n", [(1, 784, 512), (3, 301, 700), (2, 1, 70000), (3, 30, 6000), (1, 5000, 40)])
-@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("m,k,n", [(1, 784, 512), (3, 301, 700), (2, 1, 70000), (3, 30, 6000), (1, 5000, 40),
+                                   (2, 7, 33), (1, 9, 5)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("b_transposed", [False, True])
 def test_few_rows_threaded(dispatcher, dtype, m, k, n, threads, b_transposed):
+    """Every k: whole passes of ROWS_PER_PASS rows of B and the rest, split between threads."""
     rng = np.random.default_rng(10)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -348,6 +350,10 @@ def test_few_rows_threaded(dispatcher, dtype, m, k, n, threads, b_transposed):
     c = c0.copy()
     dispatcher[dtype](m, n, k, ptr(a), k, 1, *b_args, ptr(c), n, 0.5, 2.0, threads)
     _check((c - 2.0 * c0.astype(np.float64)) / 0.5, a, b, dtype)
+    at = np.ascontiguousarray(a.T)  # A read down its columns (the autodiff's x.T)
+    c = np.full((m, n), np.nan, dtype)
+    dispatcher[dtype](m, n, k, ptr(at), 1, m, *b_args, ptr(c), n, 1.0, 0.0, threads)
+    _check(c, a, b, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

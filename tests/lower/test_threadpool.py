@@ -49,6 +49,52 @@ def test_every_task_runs_once_per_call(pool_go, n):
     assert counters[:n].tolist() == [200] * n
 
 
+@pytest.fixture(scope="module")
+def pool_who():
+    """``who(n, slots)``: task t adds 1 to slots[2t] and stores the thread that ran it
+    (pthread_self) in slots[2t + 1]."""
+    runtime_library.load()
+    module = ir.Module(name="pool_who_test")
+    run = threadpool.pool_run_function(module)
+    self_fn = ir.Function(module, ir.FunctionType(I64, []), "pthread_self")
+    task = ir.Function(module, threadpool.TASK, "task")
+    b = ir.IRBuilder(task.append_basic_block("entry"))
+    p = b.bitcast(task.args[0], I64.as_pointer())
+    b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
+    b.store(b.call(self_fn, []), b.gep(p, [ir.Constant(I64, 1)]))
+    b.ret_void()
+    go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), "who")
+    b = ir.IRBuilder(go.append_basic_block("entry"))
+    b.call(run, [go.args[0], task, go.args[1], ir.Constant(I64, 16)])
+    b.ret_void()
+    native = compile_ir(str(module), 2)
+    fn = native.cfunc("who", None, ctypes.c_int64, ctypes.c_void_p)
+    fn._keep = native
+    return fn
+
+
+def test_a_late_worker_task_runs_on_the_caller_once(pool_who):
+    """After a pause the worker sleeps on its futex: the caller, done with its own task, claims
+    the worker's and runs it (the worker, woken late, skips it). Back to back, the spinning
+    worker claims it. Either way every task runs exactly once."""
+    import time
+    slots = np.zeros(4, np.int64)
+    ran_here = 0
+    for i in range(30):
+        time.sleep(0.002)  # longer than the workers spin
+        pool_who(2, slots.ctypes.data)
+        ran_here += int(slots[1] == slots[3])
+        assert slots[0::2].tolist() == [i + 1, i + 1]
+    assert ran_here > 0  # the claim path was taken
+    ran_there = 0
+    for i in range(5000):
+        pool_who(2, slots.ctypes.data)
+        ran_there += int(slots[1] != slots[3])
+    assert slots[0::2].tolist() == [5030, 5030]
+    if (os.cpu_count() or 1) >= 2:
+        assert ran_there > 0  # and the worker ran some
+
+
 def test_callers_on_several_threads_share_the_pool(pool_go):
     """ctypes releases the GIL: a caller that finds the pool busy runs its tasks itself."""
     counters = [np.zeros(4, np.int64) for _ in range(4)]

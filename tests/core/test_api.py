@@ -336,3 +336,26 @@ def test_random_native_equals_reference_bitwise(requires_native):
     normal = gc.ops.random_normal((100,), dtype="float64", seed=79)
     np.testing.assert_allclose(gc.function([], normal, mode="native")(),
                                gc.function([], normal, mode="reference")(), rtol=1e-12, atol=1e-12)
+
+
+def test_sizes_the_graph_assumes_equal_are_checked_at_every_call():
+    """Two inputs' batch sizes meet in an elementwise op (x's and y's), or scaled (a reshape of
+    (n, 2) to (2n,) added to a (m, 2) flattened), or as a general expression: each is checked,
+    and a mismatch names the op and both sizes."""
+    x = gc.placeholder((None, 3), "float32", name="x")
+    y = gc.placeholder((None, 3), "float32", name="y")
+    f = gc.function([x, y], x * y)
+    with pytest.raises(gc.ShapeError, match="sizes do not match"):
+        f(np.ones((4, 3), np.float32), np.ones((5, 3), np.float32))
+    assert f(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32)).shape == (4, 3)
+    a = gc.placeholder((None, 2), "float32", name="a")
+    b = gc.placeholder((None, 2), "float32", name="b")
+    g = gc.function([a, b], gc.ops.reshape(a, (-1,)) + gc.ops.reshape(b, (-1,)))
+    with pytest.raises(gc.ShapeError, match="sizes do not match"):
+        g(np.ones((3, 2), np.float32), np.ones((4, 2), np.float32))
+    np.testing.assert_array_equal(g(np.ones((3, 2), np.float32), np.ones((3, 2), np.float32)), np.full(6, 2.0))
+    c = gc.placeholder((None, 3), "float32", name="c")
+    h = gc.function([a, c], gc.ops.reshape(a, (-1,)) + gc.ops.reshape(c, (-1,)))  # 2n == 3m
+    np.testing.assert_array_equal(h(np.ones((3, 2), np.float32), np.ones((2, 3), np.float32)), np.full(6, 2.0))
+    with pytest.raises(gc.ShapeError, match="sizes do not match"):
+        h(np.ones((3, 2), np.float32), np.ones((3, 3), np.float32))

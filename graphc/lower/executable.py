@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import os
 import re
+import sys
 import threading
 from typing import Mapping, Sequence
 
@@ -83,7 +84,10 @@ def _address_slow(a: np.ndarray) -> int:
 def _data_offset() -> int | None:
     """Where an ndarray object keeps its data pointer: right after the object header
     (``PyArrayObject_fields.data``, NumPy's stable ABI). Checked here on arrays of every kind
-    the calls pass; None (use ``_address_slow``) if any disagrees."""
+    the calls pass; None (use ``_address_slow``) if any disagrees, or off CPython, where
+    ``id`` is not an address."""
+    if sys.implementation.name != "cpython":
+        return None
     offset = object.__basicsize__
     base = np.arange(12, dtype=np.float32)
     readonly = np.zeros(3)

@@ -1,7 +1,8 @@
 """NVVM IR for CUDA: a Program becomes one nvptx64 module (kernels) plus a launch list.
 
     emit_nvvm(program, name)        -> NvvmModule   LLVM IR text + launches, in step order
-    compile_ptx(llvm_ir, arch)      -> str          PTX for ``arch`` (sm_80, sm_90, ...)
+    compile_ptx(llvm_ir, arch)      -> str          PTX for ``arch`` (sm_80, sm_90, ...), through
+                                                    llvmlite's NVPTX target or libNVVM
 
 Every kernel has the signature::
 
@@ -24,6 +25,7 @@ correct, slow. Each launch says how its grid is derived from the symbolic sizes 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -611,8 +613,29 @@ def _emit_program(ctx: Ctx, program: Program, prefix: str) -> list:
 
 
 # ----------------------------------------------------------------------------- PTX
-def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3) -> str:
-    """PTX text for ``arch`` from NVVM IR, through llvmlite's NVPTX target."""
+#: PTX compilers ``compile_ptx`` knows; ``GRAPHC_PTX_COMPILER`` picks the default
+PTX_COMPILERS = ("llvm", "libnvvm")
+
+
+def ptx_compiler() -> str:
+    """The PTX compiler CUDA functions use: ``GRAPHC_PTX_COMPILER`` (``llvm`` or ``libnvvm``),
+    by default ``llvm``. llvmlite's NVPTX target stays the default: its PTX (ISA 7.8) loads
+    on drivers from CUDA 11.8 on, while a toolkit's libNVVM writes its own ISA (9.0 for CUDA
+    13), which older drivers refuse; and no GPU has run either yet (docs/cuda.md)."""
+    name = os.environ.get("GRAPHC_PTX_COMPILER", "llvm").strip().lower() or "llvm"
+    if name not in PTX_COMPILERS:
+        raise CompileError(f"GRAPHC_PTX_COMPILER={name!r}: expected one of {', '.join(PTX_COMPILERS)}")
+    return name
+
+
+def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3, compiler: str = "llvm") -> str:
+    """PTX text for ``arch`` from NVVM IR, through llvmlite's NVPTX target (``compiler="llvm"``)
+    or NVIDIA's libNVVM (``"libnvvm"``, graphc/backend/libnvvm.py)."""
+    if compiler == "libnvvm":
+        from graphc.backend import libnvvm
+        return libnvvm.compile_ptx(llvm_ir, arch, opt_level)
+    if compiler != "llvm":
+        raise CompileError(f"unknown PTX compiler {compiler!r}: expected one of {', '.join(PTX_COMPILERS)}")
     from graphc.backend import jit
     jit._init_all_targets()
     target = jit.TargetInfo(triple=TRIPLE, cpu=arch, features="")
@@ -628,5 +651,5 @@ def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3) -> str:
         raise CompileError(f"PTX generation failed: {exc}") from exc
 
 
-__all__ = ["emit_nvvm", "compile_ptx", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "EXPANDED", "SERIAL_OPS",
+__all__ = ["emit_nvvm", "compile_ptx", "ptx_compiler", "PTX_COMPILERS", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "EXPANDED", "SERIAL_OPS",
            "BLOCK", "TILE"]

@@ -25,7 +25,7 @@ from graphc.frontend.variables import storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.ir.shapes import RNG_STEP, evaluate, size_of
-from graphc.lower.nvvm import ERR_INDEX, compile_ptx, emit_nvvm, launch_dims
+from graphc.lower.nvvm import ERR_INDEX, compile_ptx, emit_nvvm, launch_dims, ptx_compiler
 from graphc.lower.schedule import ITEMSIZE, Buffer, schedule
 from graphc.options import CompileOptions
 
@@ -53,7 +53,8 @@ class CudaExecutable:
         self.nvvm = emit_nvvm(self.program, self.name)
         self.llvm_ir = self.nvvm.llvm_ir
         self.arch = arch or _default_arch()
-        self.ptx = compile_ptx(self.llvm_ir, self.arch, options.llvm_opt)
+        self.ptx_compiler = ptx_compiler()
+        self.ptx = compile_ptx(self.llvm_ir, self.arch, options.llvm_opt, self.ptx_compiler)
         self._symbols = self.program.symbols
         out_shapes = [b.shape for b in self.program.outputs]
         self._out_dtypes = [np.dtype(b.dtype) for b in self.program.outputs]

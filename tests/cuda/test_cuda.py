@@ -11,7 +11,7 @@ import pytest
 
 import graphc as gc
 from graphc import ops
-from graphc.backend import cuda
+from graphc.backend import cuda, libnvvm
 from graphc.ir.ops import Op
 from graphc.lower import cpu, nvvm
 
@@ -206,6 +206,38 @@ def test_ptx_assembles(name, tmp_path):
     assert CASES[name][2] <= kinds, kinds
     _ptxas(fn.ptx, "sm_90", tmp_path)
     _ptxas(nvvm.compile_ptx(fn.llvm_ir, "sm_80"), "sm_80", tmp_path)
+
+
+@needs_ptxas
+@pytest.mark.skipif(not libnvvm.available(), reason="libNVVM is not installed")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ptx_from_libnvvm_assembles(name, tmp_path):
+    """The same kernels through libNVVM (GRAPHC_PTX_COMPILER=libnvvm): the IR rewritten to
+    its LLVM 7 dialect compiles, leaves no call unresolved, and ptxas takes the PTX."""
+    fn, _ = _compile(name, "cuda")
+    for arch in ("sm_80", "sm_90"):
+        ptx = nvvm.compile_ptx(fn.llvm_ir, arch, 3, compiler="libnvvm")
+        assert ".entry" in ptx and ".extern .func" not in ptx
+        _ptxas(ptx, arch, tmp_path)
+
+
+def test_ir_for_libnvvm_keeps_the_nan_semantics():
+    """maximum/minimum propagate NaN (as NumPy does) through the helpers that replace LLVM 8's
+    intrinsics, and fneg becomes a subtraction from -0.0."""
+    text = ('declare float @"llvm.maximum.f32"(float %".1", float %".2")\n'
+            'define float @f(float %a, float %b) {\n  %m = call float @"llvm.maximum.f32"(float %a, float %b)\n'
+            '  %n = fneg float %m\n  ret float %n\n}\n')
+    out = libnvvm.nvvm7_compatible(text)
+    assert "fneg" not in out and "fsub float -0.000000e+00, %m" in out
+    assert "llvm.maximum" not in out and "@graphc_nvvm_maximum_f32(float %a, float %b)" in out
+    assert "fcmp uno float %a, %b" in out and "@llvm.maxnum.f32" in out
+    assert "!nvvmir.version" in out
+
+
+def test_unknown_ptx_compiler_is_refused(monkeypatch):
+    monkeypatch.setenv("GRAPHC_PTX_COMPILER", "nvcc")
+    with pytest.raises(gc.CompileError, match="GRAPHC_PTX_COMPILER"):
+        nvvm.ptx_compiler()
 
 
 def _mlp(target, steps_in=None):

@@ -14,7 +14,7 @@ from llvmlite import ir
 import graphc as gc
 from graphc.backend.jit import compile_ir
 from graphc.lower import runtime_library, threadpool
-from graphc.lower.irutil import I8P, I64
+from graphc.lower.irutil import I8P, I64, for_range
 
 pytestmark = pytest.mark.skipif(not threadpool.available(), reason="the pool needs Linux futexes")
 
@@ -51,8 +51,9 @@ def test_every_task_runs_once_per_call(pool_go, n):
 
 @pytest.fixture(scope="module")
 def pool_who():
-    """``who(n, slots)``: task t adds 1 to slots[2t] and stores the thread that ran it
-    (pthread_self) in slots[2t + 1]."""
+    """``who(n, slots)``: task t busies itself for some microseconds (atomic stores into
+    slots[2t + 1]: long enough for a spinning worker to claim its task first), adds 1 to
+    slots[2t] and stores the thread that ran it (pthread_self) in slots[2t + 1]."""
     runtime_library.load()
     module = ir.Module(name="pool_who_test")
     run = threadpool.pool_run_function(module)
@@ -60,8 +61,11 @@ def pool_who():
     task = ir.Function(module, threadpool.TASK, "task")
     b = ir.IRBuilder(task.append_basic_block("entry"))
     p = b.bitcast(task.args[0], I64.as_pointer())
+    scratch = b.gep(p, [ir.Constant(I64, 1)])
+    with for_range(b, ir.Constant(I64, 20000), "busy") as i:
+        b.store_atomic(i, scratch, "monotonic", 8)
     b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
-    b.store(b.call(self_fn, []), b.gep(p, [ir.Constant(I64, 1)]))
+    b.store(b.call(self_fn, []), scratch)
     b.ret_void()
     go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), "who")
     b = ir.IRBuilder(go.append_basic_block("entry"))
@@ -85,14 +89,14 @@ def test_a_late_worker_task_runs_on_the_caller_once(pool_who):
         pool_who(2, slots.ctypes.data)
         ran_here += int(slots[1] == slots[3])
         assert slots[0::2].tolist() == [i + 1, i + 1]
-    assert ran_here > 0  # the claim path was taken
+    assert ran_here > 0, ran_here  # the claim path was taken
     ran_there = 0
     for i in range(5000):
         pool_who(2, slots.ctypes.data)
         ran_there += int(slots[1] != slots[3])
     assert slots[0::2].tolist() == [5030, 5030]
     if (os.cpu_count() or 1) >= 2:
-        assert ran_there > 0  # and the worker ran some
+        assert ran_there > 0, ran_there  # and the worker ran some
 
 
 def test_callers_on_several_threads_share_the_pool(pool_go):

@@ -9,6 +9,9 @@
   optimisation, LLVM IR) into this folder, for debugging.
 - ``GRAPHC_TIMINGS=1``: print how long each compile stage took.
 - ``GRAPHC_PROFILE=1``: native code times each kernel (``fn.profile()``).
+- ``GRAPHC_PTX_COMPILER``: ``llvm`` (default) or ``libnvvm``, what turns CUDA kernels into PTX.
+- ``GRAPHC_LIBNVVM``: the path of libnvvm.so (else found under ``CUDA_HOME``, ``CUDA_PATH``
+  or ``/usr/local/cuda*``).
 """
 from __future__ import annotations
 
@@ -47,6 +50,18 @@ def cache_max_bytes() -> int:
     except ValueError:
         mb = DEFAULT_CACHE_MAX_MB
     return max(0, int(mb * 1024 * 1024))
+
+
+def ptx_compiler() -> str:
+    """``GRAPHC_PTX_COMPILER``, lower case (``llvm`` when unset)."""
+    return os.environ.get("GRAPHC_PTX_COMPILER", "").strip().lower() or "llvm"
+
+
+def cuda_search_paths() -> tuple[str | None, list[str]]:
+    """``GRAPHC_LIBNVVM`` (or None), and the CUDA toolkit folders to look in:
+    ``CUDA_HOME``, ``CUDA_PATH``."""
+    roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")]
+    return os.environ.get("GRAPHC_LIBNVVM") or None, [r for r in roots if r]
 
 
 def profile_enabled() -> bool:

@@ -19,6 +19,7 @@ import glob
 import os
 import re
 
+from graphc import env
 from graphc.errors import CompileError
 
 _lib: ctypes.CDLL | None = None
@@ -32,11 +33,10 @@ _MINMAX = re.compile(r'@"?llvm\.(maximum|minimum)\.(f32|f64)"?')
 
 def find() -> str | None:
     """The path of libnvvm.so, or None."""
-    env = os.environ.get("GRAPHC_LIBNVVM")
-    if env:
-        return env if os.path.exists(env) else None
-    roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")] + sorted(glob.glob("/usr/local/cuda*"), reverse=True)
-    for root in [r for r in roots if r]:
+    explicit, roots = env.cuda_search_paths()
+    if explicit:
+        return explicit if os.path.exists(explicit) else None
+    for root in roots + sorted(glob.glob("/usr/local/cuda*"), reverse=True):
         for sub in ("nvvm/lib64", "lib64", "lib"):
             hits = sorted(glob.glob(os.path.join(root, sub, "libnvvm.so*")))
             if hits:

@@ -25,7 +25,6 @@ correct, slow. Each launch says how its grid is derived from the symbolic sizes 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -622,7 +621,8 @@ def ptx_compiler() -> str:
     by default ``llvm``. llvmlite's NVPTX target stays the default: its PTX (ISA 7.8) loads
     on drivers from CUDA 11.8 on, while a toolkit's libNVVM writes its own ISA (9.0 for CUDA
     13), which older drivers refuse; and no GPU has run either yet (docs/cuda.md)."""
-    name = os.environ.get("GRAPHC_PTX_COMPILER", "llvm").strip().lower() or "llvm"
+    from graphc import env
+    name = env.ptx_compiler()
     if name not in PTX_COMPILERS:
         raise CompileError(f"GRAPHC_PTX_COMPILER={name!r}: expected one of {', '.join(PTX_COMPILERS)}")
     return name

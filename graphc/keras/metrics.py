@@ -49,7 +49,7 @@ def sparse_categorical_accuracy(y_true, y_pred) -> np.ndarray:
     shape = y_true.shape
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
         y_true = y_true[..., 0]
-    m = np.equal(y_true.astype("int64"), np.argmax(y_pred, axis=-1)).astype("float32")
+    m = np.equal(y_true.astype(np.int64, copy=False), y_pred.argmax(axis=-1)).astype(np.float32)
     return m.reshape(shape) if len(shape) == y_pred.ndim else m
 
 
@@ -133,6 +133,12 @@ class Mean(Metric):
         self.total, self.count = 0.0, 0.0
 
     def update_state(self, values: Any, sample_weight: Any = None, *_: Any) -> None:  # type: ignore[override]
+        if sample_weight is None and type(values) is np.ndarray and values.ndim == 1:
+            # one value per sample, unweighted: what every batch of fit gives a metric (5 us
+            # less a batch than the general path below, which gives the same sums)
+            self.total += float(values.sum(dtype=np.float64))
+            self.count += float(values.shape[0])
+            return
         v, sw = _samplewise(np.asarray(values), sample_weight)
         self.total += float(np.sum(v))
         self.count += float(np.sum(sw)) if sw is not None else (float(v.shape[0]) if v.ndim else 1.0)

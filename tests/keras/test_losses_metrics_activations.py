@@ -178,3 +178,25 @@ def test_sympy_activation_errors():
         activations.from_sympy(a * b)
     with pytest.raises(Exception, match="not supported|cannot store"):
         activations.from_sympy(sympy.gamma(a))
+
+
+def test_mean_of_unweighted_per_sample_values_matches_the_general_path():
+    """A batch of per-sample values without weights (fit's case) takes a shortcut; it sums
+    as the general path does (weights of one, or 2-D values of one column)."""
+    from graphc.keras import metrics as M
+    rng = np.random.default_rng(3)
+    batches = [rng.random(n).astype(np.float32) for n in (32, 32, 7, 1000)]
+    fast, weighted, column = M.Mean(), M.Mean(), M.Mean()
+    for v in batches:
+        fast.update_state(v)
+        weighted.update_state(v, np.ones(v.shape[0]))
+        column.update_state(v[:, None])
+    want = np.concatenate(batches).astype(np.float64).mean()
+    assert fast.result() == pytest.approx(want, rel=1e-12)
+    assert fast.result() == pytest.approx(weighted.result(), rel=1e-12)
+    assert fast.result() == pytest.approx(column.result(), rel=1e-12)
+    assert fast.count == weighted.count == column.count == 1071
+    acc = M.SparseCategoricalAccuracy()
+    acc.update_state(np.array([1, 2, 3]), np.eye(4, dtype=np.float32)[[1, 0, 3]])
+    acc.update_state(np.array([[0], [1]]), np.eye(4, dtype=np.float32)[[0, 1]])
+    assert acc.result() == pytest.approx(4 / 5)

@@ -272,34 +272,33 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         run_sizes = self._run_sizes
-        if run_sizes is not None and not kwargs and len(args) == self._n_inputs:
-            # The common call first: C-contiguous arrays of the right dtypes, in shapes seen
-            # before (and so checked before: the rank is part of the shape).
-            for a, want in zip(args, self._np_dtypes):
-                if type(a) is not np.ndarray or a.dtype is not want or not a.flags.c_contiguous:
-                    break
-            else:
-                sizes = self._sizes_by_shape.get(tuple([a.shape for a in args]))
-                if sizes is not None:
-                    step = self._calls
-                    self._calls += 1
-                    outs = run_sizes(args, sizes, step)
-                    return outs[0] if self._single else outs
-        arrays = self._arrays(args, kwargs)
-        native = self._native
         if run_sizes is not None:
-            # The sizes depend only on the input shapes: checked and bound once per shape.
-            key = tuple([a.shape for a in arrays])
-            sizes = self._sizes_by_shape.get(key)
+            sizes = None
+            if not kwargs and len(args) == self._n_inputs:
+                # The common call first: C-contiguous arrays of the right dtypes, in shapes seen
+                # before (and so checked before: the rank is part of the shape).
+                for a, want in zip(args, self._np_dtypes):
+                    if type(a) is not np.ndarray or a.dtype is not want or not a.flags.c_contiguous:
+                        break
+                else:
+                    arrays = args
+                    sizes = self._sizes_by_shape.get(tuple([a.shape for a in args]))
             if sizes is None:
-                sizes = native.sizes(self._symbols(arrays))
-                if len(self._sizes_by_shape) >= 64:
-                    self._sizes_by_shape.clear()
-                self._sizes_by_shape[key] = sizes
+                # The sizes depend only on the input shapes: checked and bound once per shape.
+                arrays = self._arrays(args, kwargs)
+                key = tuple([a.shape for a in arrays])
+                sizes = self._sizes_by_shape.get(key)
+                if sizes is None:
+                    sizes = self._native.sizes(self._symbols(arrays))
+                    if len(self._sizes_by_shape) >= 64:
+                        self._sizes_by_shape.clear()
+                    self._sizes_by_shape[key] = sizes
             step = self._calls
             self._calls += 1
-            outs = self._run_sizes(arrays, sizes, step)
+            outs = run_sizes(arrays, sizes, step)
             return outs[0] if self._single else outs
+        arrays = self._arrays(args, kwargs)
+        native = self._native
         env = self._symbols(arrays)
         self._calls += 1
         if native is not None:

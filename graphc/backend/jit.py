@@ -66,6 +66,11 @@ class TargetInfo:
     features: str
 
 
+#: the fewest known iterations LLVM vectorises with a scalar remainder (see init_native;
+#: irutil.for_range keeps shorter constant loops scalar)
+VECTOR_MIN_TRIP_COUNT = 8
+
+
 def init_native() -> None:
     """Initialise LLVM's native target and asm printer (idempotent).
 
@@ -81,7 +86,7 @@ def init_native() -> None:
             # bias add: 0.9 us). From 8 iterations on, a vector body and a scalar remainder
             # are chosen instead (0.07 us); shorter loops are kept scalar by loop metadata
             # (irutil.for_range). A process-wide LLVM option: it only moves that threshold.
-            llvm.set_option("graphc", "-vectorizer-min-trip-count=8")
+            llvm.set_option("graphc", f"-vectorizer-min-trip-count={VECTOR_MIN_TRIP_COUNT}")
             _native_ready = True
 
 

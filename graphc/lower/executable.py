@@ -227,29 +227,22 @@ class NativeExecutable:
                 for i, v in enumerate(sizes):
                     syms[i] = v
                 self._last_sizes = sizes
-                self._last_plan = self._plans.get(sizes) or self._plan(sizes)
+                self._last_plan = self._plan(sizes)
             syms[self._rng_index] = step
             outs_spec, _, ws_addr = self._last_plan
             args = self._args
-            offset = _DATA_OFFSET
-            if offset is not None:
-                i = 0
-                for a in arrays:
-                    args[i] = _pointer_at(id(a) + offset).value
-                    i += 1
-                i = self._out_base
-                outs = []
-                for shape, dtype in outs_spec:
-                    o = np.empty(shape, dtype)
-                    args[i] = _pointer_at(id(o) + offset).value
-                    outs.append(o)
-                    i += 1
-            else:
-                for i, a in enumerate(arrays):
-                    args[i] = _address(a)
-                outs = [np.empty(shape, dtype) for shape, dtype in outs_spec]
-                for i, o in enumerate(outs):
-                    args[self._out_base + i] = _address(o)
+            offset = _DATA_OFFSET  # the pointer read inline (a call per array costs more)
+            i = 0
+            for a in arrays:
+                args[i] = _pointer_at(id(a) + offset).value if offset is not None else _address_slow(a)
+                i += 1
+            i = self._out_base
+            outs = []
+            for shape, dtype in outs_spec:
+                o = np.empty(shape, dtype)
+                args[i] = _pointer_at(id(o) + offset).value if offset is not None else _address_slow(o)
+                outs.append(o)
+                i += 1
             status = self._run(self._args_address, self._syms_address, ws_addr)
             if status:
                 if status == ERR_INDEX:

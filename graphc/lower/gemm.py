@@ -274,9 +274,10 @@ def _pack_a(b, A, ars, acs, ic, pc, mc, kc, ap, MR, zero_s) -> None:
         with b.if_else(column_major) as (adjacent, general):
             with adjacent:
                 VT = ir.VectorType(zero_s.type, MR)
+                align = 4 if zero_s.type == F32 else 8
                 with for_range(b, kc, "pav") as p:
-                    x = b.load(_vptr(b, gep(b, rows[0], b.mul(p, acs)), VT), align=4 if zero_s.type == F32 else 8)
-                    b.store(x, _vptr(b, gep(b, dst0, b.mul(p, const_i64(MR))), VT), align=4 if zero_s.type == F32 else 8)
+                    x = b.load(_vptr(b, gep(b, rows[0], b.mul(p, acs)), VT), align=align)
+                    b.store(x, _vptr(b, gep(b, dst0, b.mul(p, const_i64(MR))), VT), align=align)
             with general:
                 with for_range(b, kc, "pap") as p:
                     dst = gep(b, dst0, b.mul(p, const_i64(MR)))
@@ -440,28 +441,27 @@ def _emit_rows_of_b(b, A, B, C, m, kk, n, dtype, ars, acs, brs, ldc, alpha, beta
             scaled = b.fmul(beta, b.load(cptr))
             b.store(b.select(b.fcmp_ordered("==", beta, zero), zero, scaled), cptr)
         arow = gep(b, A, b.mul(i, ars))
-        passes = b.sdiv(kk, const_i64(U))
-        with for_range(b, passes, "pq") as q:
-            p0 = b.mul(q, const_i64(U))
+
+        def add_rows(p0: ir.Value, count: int, name: str) -> None:
+            """C's row += alpha * sum of A[i, p] * B[p, :] for the ``count`` rows from ``p0``."""
             avs, brows = [], []
-            for u in range(U):
+            for u in range(count):
                 p = b.add(p0, const_i64(u))
                 avs.append(b.fmul(b.load(gep(b, arow, b.mul(p, acs))), alpha))
                 brows.append(gep(b, B, b.mul(p, brs)))
-            with for_range(b, n, "j") as j:
+            with for_range(b, n, name) as j:
                 cptr = gep(b, crow, j)
                 acc = b.load(cptr)
                 for av, brow in zip(avs, brows):
                     acc = b.fadd(acc, b.fmul(av, b.load(gep(b, brow, j)), flags=("contract",)), flags=("contract",))
                 b.store(acc, cptr)
-        with for_range(b, b.sub(kk, b.mul(passes, const_i64(U))), "pr") as r:
-            p = b.add(b.mul(passes, const_i64(U)), r)
-            av = b.fmul(b.load(gep(b, arow, b.mul(p, acs))), alpha)
-            brow = gep(b, B, b.mul(p, brs))
-            with for_range(b, n, "jr") as j:
-                cptr = gep(b, crow, j)
-                prod = b.fmul(av, b.load(gep(b, brow, j)), flags=("contract",))
-                b.store(b.fadd(b.load(cptr), prod, flags=("contract",)), cptr)
+
+        passes = b.sdiv(kk, const_i64(U))
+        with for_range(b, passes, "pq") as q:
+            add_rows(b.mul(q, const_i64(U)), U, "j")
+        done = b.mul(passes, const_i64(U))
+        with for_range(b, b.sub(kk, done), "pr") as r:  # the rows left over, one at a time
+            add_rows(b.add(done, r), 1, "jr")
 
 
 def _sliced(module: ir.Module, dtype: str, name: str, inner: ir.Function, col_unit: int, row_unit: int,

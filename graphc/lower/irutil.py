@@ -7,6 +7,8 @@ from typing import Iterator, Mapping
 import sympy
 from llvmlite import ir
 
+from graphc.backend.jit import VECTOR_MIN_TRIP_COUNT
+
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
@@ -26,10 +28,6 @@ def const_i64(v: int) -> ir.Constant:
     return ir.Constant(I64, int(v))
 
 
-#: LLVM's smallest trip count for a vector body with a scalar remainder (jit.init_native sets it)
-VECTOR_MIN_TRIP_COUNT = 8
-
-
 def _scalar_loop_id(module: ir.Module) -> ir.MDValue:
     """A fresh ``llvm.loop`` node that keeps one loop scalar.
 
@@ -47,7 +45,8 @@ def _scalar_loop_id(module: ir.Module) -> ir.MDValue:
 @contextlib.contextmanager
 def for_range(b: ir.IRBuilder, count: ir.Value, name: str = "i") -> Iterator[ir.Value]:
     """``for (i = 0; i < count; ++i)``: a canonical loop the LLVM vectoriser recognises
-    (kept scalar when ``count`` is a constant under 8 that a vector does not divide)."""
+    (kept scalar when ``count`` is a constant under ``VECTOR_MIN_TRIP_COUNT``, except 4, which
+    a 4-lane vector takes whole without masks)."""
     pre = b.block
     header = b.append_basic_block(f"{name}.head")
     body = b.append_basic_block(f"{name}.body")

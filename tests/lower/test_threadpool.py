@@ -19,26 +19,33 @@ from graphc.lower.irutil import I8P, I64, for_range
 pytestmark = pytest.mark.skipif(not threadpool.available(), reason="the pool needs Linux futexes")
 
 
-@pytest.fixture(scope="module")
-def pool_go():
-    """``go(n, counters)``: task t adds 1 to counters[t] (an int64 array), through the runtime
-    library's pool (the only one: workers wait in its code, which is never freed)."""
+def _pool_entry(name: str, stride: int, task_body) -> ctypes._CFuncPtr:
+    """``name(n, args)``: the runtime library's pool (the only one: workers wait in its code,
+    which is never freed) runs ``task(args + t * stride)`` for t < n; ``task_body(b, p)``
+    emits the task's body, ``p`` its argument as an i64 pointer."""
     runtime_library.load()
-    module = ir.Module(name="pool_test")
+    module = ir.Module(name=f"pool_{name}_test")
     run = threadpool.pool_run_function(module)
     task = ir.Function(module, threadpool.TASK, "task")
     b = ir.IRBuilder(task.append_basic_block("entry"))
-    p = b.bitcast(task.args[0], I64.as_pointer())
-    b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
+    task_body(b, b.bitcast(task.args[0], I64.as_pointer()))
     b.ret_void()
-    go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), "go")
+    go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), name)
     b = ir.IRBuilder(go.append_basic_block("entry"))
-    b.call(run, [go.args[0], task, go.args[1], ir.Constant(I64, 8)])
+    b.call(run, [go.args[0], task, go.args[1], ir.Constant(I64, stride)])
     b.ret_void()
     native = compile_ir(str(module), 2)
-    fn = native.cfunc("go", None, ctypes.c_int64, ctypes.c_void_p)
+    fn = native.cfunc(name, None, ctypes.c_int64, ctypes.c_void_p)
     fn._keep = native
     return fn
+
+
+@pytest.fixture(scope="module")
+def pool_go():
+    """``go(n, counters)``: task t adds 1 to counters[t] (an int64 array)."""
+    def body(b, p):
+        b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
+    return _pool_entry("go", 8, body)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 70])
@@ -54,27 +61,15 @@ def pool_who():
     """``who(n, slots)``: task t busies itself for some microseconds (atomic stores into
     slots[2t + 1]: long enough for a spinning worker to claim its task first), adds 1 to
     slots[2t] and stores the thread that ran it (pthread_self) in slots[2t + 1]."""
-    runtime_library.load()
-    module = ir.Module(name="pool_who_test")
-    run = threadpool.pool_run_function(module)
-    self_fn = ir.Function(module, ir.FunctionType(I64, []), "pthread_self")
-    task = ir.Function(module, threadpool.TASK, "task")
-    b = ir.IRBuilder(task.append_basic_block("entry"))
-    p = b.bitcast(task.args[0], I64.as_pointer())
-    scratch = b.gep(p, [ir.Constant(I64, 1)])
-    with for_range(b, ir.Constant(I64, 20000), "busy") as i:
-        b.store_atomic(i, scratch, "monotonic", 8)
-    b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
-    b.store(b.call(self_fn, []), scratch)
-    b.ret_void()
-    go = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I8P]), "who")
-    b = ir.IRBuilder(go.append_basic_block("entry"))
-    b.call(run, [go.args[0], task, go.args[1], ir.Constant(I64, 16)])
-    b.ret_void()
-    native = compile_ir(str(module), 2)
-    fn = native.cfunc("who", None, ctypes.c_int64, ctypes.c_void_p)
-    fn._keep = native
-    return fn
+    def body(b, p):
+        self_fn = b.module.globals.get("pthread_self") or ir.Function(b.module, ir.FunctionType(I64, []),
+                                                                     "pthread_self")
+        scratch = b.gep(p, [ir.Constant(I64, 1)])
+        with for_range(b, ir.Constant(I64, 20000), "busy") as i:
+            b.store_atomic(i, scratch, "monotonic", 8)
+        b.store(b.add(b.load(p), ir.Constant(I64, 1)), p)
+        b.store(b.call(self_fn, []), scratch)
+    return _pool_entry("who", 16, body)
 
 
 def test_a_late_worker_task_runs_on_the_caller_once(pool_who):

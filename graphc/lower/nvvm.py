@@ -43,7 +43,10 @@ from graphc.lower.schedule import Buffer, Program, Step
 TRIPLE = "nvptx64-nvidia-cuda"
 DATA_LAYOUT = "e-p3:32:32-p4:32:32-p5:32:32-i64:64-i128:128-v16:16-v32:32-n16:32:64"
 BLOCK = 256  # threads per block of 1-D kernels (a power of two: the tree reduction needs it)
-TILE = 16  # matmul tile edge (blocks of TILE x TILE threads)
+TILE = 16  # matmul blocks are TILE x TILE threads
+PER_THREAD = 4  # each thread computes PER_THREAD x PER_THREAD outputs of C
+TILE_OUT = TILE * PER_THREAD  # so a block computes a TILE_OUT x TILE_OUT tile of C
+TILE_K = 16  # the step along k: A's and B's tiles in shared memory are TILE_OUT x TILE_K
 MAX_BLOCKS = 65535
 ERR_INDEX = cpu.ERR_INDEX
 SHARED_AS = 3
@@ -55,7 +58,8 @@ class Launch:
 
     - ("stride", work): 1-D grid-stride kernel over ``work`` items, BLOCK threads a block;
     - ("rows", rows): one BLOCK-thread block per row (block-stride loop past MAX_BLOCKS);
-    - ("tiles", m, n, batch): matmul, (ceil(n/TILE), ceil(m/TILE), batch) blocks of TILE x TILE;
+    - ("tiles", m, n, batch): matmul, (ceil(n/TILE_OUT), ceil(m/TILE_OUT), batch) blocks of
+      TILE x TILE threads;
     - ("serial",): one thread.
     """
 
@@ -85,7 +89,7 @@ def launch_dims(grid: tuple, env) -> tuple[tuple[int, int, int], tuple[int, int,
         return (1, 1, 1), (1, 1, 1)
     if kind == "tiles":
         m, n, batch = (max(evaluate(d, env), 0) for d in grid[1:])
-        return (max(1, -(-n // TILE)), max(1, -(-m // TILE)), max(1, batch)), (TILE, TILE, 1)
+        return (max(1, -(-n // TILE_OUT)), max(1, -(-m // TILE_OUT)), max(1, batch)), (TILE, TILE, 1)
     work = max(evaluate(grid[1], env), 0)
     if kind == "stride":
         blocks = -(-work // BLOCK)
@@ -401,38 +405,72 @@ def _lower_matmul(ctx: Ctx, i: int, step: Step) -> None:
     pa, pb, pc = _offsets(k, k.sreg("ctaid.z"), bd, bs, [const_i64(0)] * 3)
     A, B, C = gep(b, k.ins[0], pa), gep(b, k.ins[1], pb), gep(b, k.out, pc)
     ms, ks, ns = k.size(m), k.size(kk), k.size(n)
-    tx, ty_ = k.sreg("tid.x"), k.sreg("tid.y")
-    T = const_i64(TILE)
-    row = b.add(b.mul(k.sreg("ctaid.y"), T), ty_)
-    col = b.add(b.mul(k.sreg("ctaid.x"), T), tx)
-    As = k.shared_array(ty, TILE * TILE)
-    Bs = k.shared_array(ty, TILE * TILE)
-    slot = b.add(b.mul(ty_, T), tx)
-    acc = k.alloca(ty, zero)
-    ntiles = b.udiv(b.add(ks, const_i64(TILE - 1)), T)
-    with k.strided_loop(const_i64(0), ntiles, const_i64(1), "t") as t:
-        t0 = b.mul(t, T)
-        ac = b.add(t0, tx)
-        ok_a = b.and_(b.icmp_signed("<", row, ms), b.icmp_signed("<", ac, ks))
-        b.store(zero, gep(b, As, slot))
-        with b.if_then(ok_a):
-            b.store(b.load(gep(b, A, b.add(b.mul(row, ks), ac))), gep(b, As, slot))
-        br = b.add(t0, ty_)
-        ok_b = b.and_(b.icmp_signed("<", br, ks), b.icmp_signed("<", col, ns))
-        b.store(zero, gep(b, Bs, slot))
-        with b.if_then(ok_b):
-            b.store(b.load(gep(b, B, b.add(b.mul(br, ns), col))), gep(b, Bs, slot))
-        k.barrier()
-        s = b.load(acc)
-        for p in range(TILE):
-            av = b.load(gep(b, As, b.add(b.mul(ty_, T), const_i64(p))))
-            bv = b.load(gep(b, Bs, b.add(const_i64(p * TILE), tx)))
-            s = b.fadd(s, b.fmul(av, bv, flags=("contract",)), flags=("contract",)) if fl else b.add(s, b.mul(av, bv))
-        b.store(s, acc)
-        k.barrier()
-    with b.if_then(b.and_(b.icmp_signed("<", row, ms), b.icmp_signed("<", col, ns))):
-        b.store(b.load(acc), gep(b, C, b.add(b.mul(row, ns), col)))
+    _tiled_product(k, A, B, C, ms, ks, ns, ty, fl, zero)
     _finish(k)
+
+
+def _tiled_product(k: GpuKernel, A, B, C, ms, ks, ns, ty: ir.Type, fl: bool, zero: ir.Value) -> None:
+    """C = A @ B (row-major, m x k times k x n) for the block's TILE_OUT x TILE_OUT tile of C.
+
+    Register tiling: thread (tx, ty) keeps PER_THREAD x PER_THREAD sums, for rows
+    ``ty + TILE*i`` and columns ``tx + TILE*j`` of the tile, so that per step of k it reads
+    2*PER_THREAD values from shared memory for PER_THREAD**2 multiply-adds (one output per
+    thread read two for one). Per TILE_K steps the block stages a TILE_OUT x TILE_K tile of A
+    (stored transposed, rows padded by one against bank conflicts) and a TILE_K x TILE_OUT
+    tile of B in shared memory; threads load consecutive elements (coalesced), and a warp's
+    reads of A's tile are broadcasts (one or two rows), of B's consecutive words. Out-of-range
+    elements are staged as zeros; out-of-range outputs are not stored."""
+    b = k.b
+    R, KT, W = PER_THREAD, TILE_K, TILE_OUT
+    a_ld = W + 1
+    tx, ty_ = k.sreg("tid.x"), k.sreg("tid.y")
+    tid = b.add(b.mul(ty_, const_i64(TILE)), tx)
+    row0 = b.mul(k.sreg("ctaid.y"), const_i64(W))
+    col0 = b.mul(k.sreg("ctaid.x"), const_i64(W))
+    As = k.shared_array(ty, KT * a_ld)
+    Bs = k.shared_array(ty, KT * W)
+    accs = [[k.alloca(ty, zero) for _ in range(R)] for _ in range(R)]
+    threads = TILE * TILE
+    ntiles = b.udiv(b.add(ks, const_i64(KT - 1)), const_i64(KT))
+
+    def stage(dst, src, r, c, rows, cols, ld_src, at):
+        """dst[at] = src[r, c] (row-major, ld_src) when r < rows and c < cols, else 0."""
+        slot = gep(b, dst, at)
+        b.store(zero, slot)
+        ok = b.and_(b.icmp_signed("<", r, rows), b.icmp_signed("<", c, cols))
+        with b.if_then(ok):
+            b.store(b.load(gep(b, src, b.add(b.mul(r, ld_src), c))), slot)
+
+    with k.strided_loop(const_i64(0), ntiles, const_i64(1), "t") as t:
+        t0 = b.mul(t, const_i64(KT))
+        for q in range(W * KT // threads):
+            e = b.add(tid, const_i64(q * threads))
+            p, r = b.urem(e, const_i64(KT)), b.udiv(e, const_i64(KT))  # A: k fastest (coalesced)
+            stage(As, A, b.add(row0, r), b.add(t0, p), ms, ks, ks, b.add(b.mul(p, const_i64(a_ld)), r))
+            c, p = b.urem(e, const_i64(W)), b.udiv(e, const_i64(W))    # B: columns fastest
+            stage(Bs, B, b.add(t0, p), b.add(col0, c), ks, ns, ns, b.add(b.mul(p, const_i64(W)), c))
+        k.barrier()
+        sums = [[b.load(accs[i][j]) for j in range(R)] for i in range(R)]
+        for p in range(KT):
+            av = [b.load(gep(b, As, b.add(const_i64(p * a_ld + TILE * i), ty_))) for i in range(R)]
+            bv = [b.load(gep(b, Bs, b.add(const_i64(p * W + TILE * j), tx))) for j in range(R)]
+            for i in range(R):
+                for j in range(R):
+                    if fl:
+                        prod = b.fmul(av[i], bv[j], flags=("contract",))
+                        sums[i][j] = b.fadd(sums[i][j], prod, flags=("contract",))
+                    else:
+                        sums[i][j] = b.add(sums[i][j], b.mul(av[i], bv[j]))
+        for i in range(R):
+            for j in range(R):
+                b.store(sums[i][j], accs[i][j])
+        k.barrier()
+    for i in range(R):
+        row = b.add(row0, b.add(ty_, const_i64(TILE * i)))
+        for j in range(R):
+            col = b.add(col0, b.add(tx, const_i64(TILE * j)))
+            with b.if_then(b.and_(b.icmp_signed("<", row, ms), b.icmp_signed("<", col, ns))):
+                b.store(b.load(accs[i][j]), gep(b, C, b.add(b.mul(row, ns), col)))
 
 
 def _lower_transpose(ctx: Ctx, i: int, step: Step) -> None:
@@ -652,4 +690,4 @@ def compile_ptx(llvm_ir: str, arch: str = "sm_90", opt_level: int = 3, compiler:
 
 
 __all__ = ["emit_nvvm", "compile_ptx", "ptx_compiler", "PTX_COMPILERS", "NvvmModule", "Launch", "launch_dims", "GPU_LOWER", "EXPANDED", "SERIAL_OPS",
-           "BLOCK", "TILE"]
+           "BLOCK", "TILE", "TILE_OUT"]

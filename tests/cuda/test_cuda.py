@@ -164,6 +164,8 @@ CASES = {
     "matmul_2d": (_matmul((None, 37), (37, 19)), 0, {"matmul"}),
     "matmul_batched": (_matmul((2, None, 20), (2, 20, 17)), 0, {"matmul"}),
     "matmul_bcast": (_matmul((2, 3, 5, 20), (20, 17)), 0, {"matmul"}),
+    # several tiles of C in both directions, ragged at both edges, k over three TILE_K steps
+    "matmul_tiles": (_matmul((130, 37), (37, 70)), 0, {"matmul"}),
     "matmul_float64": (_matmul((None, 18), (18, 33), "float64"), 0, {"matmul"}),
     "matmul_int32": (_matmul((None, 18), (18, 5), "int32"), 0, {"matmul"}),
     "softmax_last": (_softmax("softmax", -1), 0, {"softmax"}),
@@ -293,7 +295,9 @@ def test_launch_dims():
     assert nvvm.launch_dims(("stride", 1000), {}) == ((4, 1, 1), (nvvm.BLOCK, 1, 1))
     assert nvvm.launch_dims(("stride", 0), {}) == ((1, 1, 1), (nvvm.BLOCK, 1, 1))
     assert nvvm.launch_dims(("rows", 10 ** 6), {})[0] == (nvvm.MAX_BLOCKS, 1, 1)
-    assert nvvm.launch_dims(("tiles", 33, 17, 4), {}) == ((2, 3, 4), (nvvm.TILE, nvvm.TILE, 1))
+    w = nvvm.TILE_OUT  # a block of TILE x TILE threads computes a w x w tile of C
+    assert nvvm.launch_dims(("tiles", 2 * w + 1, w + 1, 4), {}) == ((2, 3, 4), (nvvm.TILE, nvvm.TILE, 1))
+    assert nvvm.launch_dims(("tiles", w, 1, 1), {}) == ((1, 1, 1), (nvvm.TILE, nvvm.TILE, 1))
 
 
 # ----------------------------------------------------------------------------- emulated (no GPU)

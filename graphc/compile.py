@@ -317,6 +317,37 @@ class Function:
             return outs[0]
         return outs
 
+    def run_steps(self, n_steps: int, *args):
+        """Call the function ``n_steps`` times, call ``s`` on the ``s``-th of ``n_steps`` equal
+        slices of every input's leading axis; returns each output stacked along a new leading
+        axis of ``n_steps``. The updates are applied after every call, and random ops draw as
+        in separate calls, so the results are those of the ``n_steps`` calls in turn. On the
+        CPU the calls run in one native loop (no Python between them: what Keras'
+        ``steps_per_execution`` uses); elsewhere, one after the other from Python."""
+        n = int(n_steps)
+        if n < 1:
+            raise InputError(f"{self.name}: run_steps needs n_steps >= 1, got {n_steps!r}")
+        arrays = self._arrays(args, {})
+        for x, a in zip(self.inputs, arrays):
+            if a.ndim == 0 or a.shape[0] % n:
+                raise ShapeError(f"{self.name}: run_steps({n}) splits every input's leading axis into {n} equal "
+                                 f"slices, but input {x.name!r} has shape {a.shape}")
+        slices = [[a[s * (a.shape[0] // n):(s + 1) * (a.shape[0] // n)] for a in arrays] for s in range(n)]
+        if self._run_sizes is None or n == 1:
+            results = [self(*part) for part in slices]
+            if self._single:
+                return np.stack(results)
+            return [np.stack([r[i] for r in results]) for i in range(len(results[0]))]
+        first = slices[0]
+        key = tuple([a.shape for a in first])
+        sizes = self._sizes_by_shape.get(key)
+        if sizes is None:
+            sizes = self._native.sizes(self._symbols(first))
+        step = self._calls
+        self._calls += n
+        outs = self._native.run_steps(arrays, sizes, step, n)
+        return outs[0] if self._single else outs
+
 
 def _user_shape(x: Node) -> tuple:
     return tuple(d if isinstance(d, int) else None for d in x.shape)

@@ -32,6 +32,9 @@ from graphc.options import CompileOptions
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _WS_SIZE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+#: runtime_library.steps_function: (run, args, nargs, advance, syms, rng_index, step0, ws, n)
+_RUN_STEPS = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                              ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 
 
 def _matmul_dtypes(program: Program) -> tuple[str, ...]:
@@ -139,6 +142,7 @@ class NativeExecutable:
                                   os.path.join(options.cache_dir, key + ".o") if key else None)
         self.module = module
         self._run = _ENTRY(self.module.address(f"{self.name}_run"))
+        self._run_steps = _RUN_STEPS(runtime_library.address(runtime_library.RUN_STEPS))
         self._ws_size = _WS_SIZE(self.module.address(f"{self.name}_workspace_size"))
         self._symbols = self.program.symbols
         self._rng_index = self._symbols.index(RNG_STEP)
@@ -245,7 +249,43 @@ class NativeExecutable:
                 i += 1
             status = self._run(self._args_address, self._syms_address, ws_addr)
             if status:
-                if status == ERR_INDEX:
-                    raise InputError("an index passed to take/gather/embedding is out of range")
-                raise InputError(f"native code failed with status {status}")
+                _raise_status(status)
             return outs
+
+    def run_steps(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int, n: int) -> list[np.ndarray]:
+        """``n`` calls in one (``graphc_run_steps``): call ``s`` reads the ``s``-th of ``n`` equal
+        slices of each input's leading axis (checked, C-contiguous arrays; ``sizes`` are those of
+        one slice) with random step ``step + s``, and writes its outputs into ``outs[i][s]``;
+        the updates are applied after every call, as by ``n`` calls of ``run_sizes``."""
+        with self._lock:
+            syms = self._syms
+            for i, v in enumerate(sizes):
+                syms[i] = v
+            self._last_sizes = sizes
+            self._last_plan = plan = self._plan(sizes)
+            outs_spec, _, ws_addr = plan
+            n_args = len(self._args)
+            args = (ctypes.c_void_p * n_args)(*self._args)
+            advance = (ctypes.c_int64 * n_args)()
+            for i, a in enumerate(arrays):
+                args[i] = _address(a)
+                advance[i] = a.nbytes // n
+            outs = []
+            for i, (shape, dtype) in enumerate(outs_spec, self._out_base):
+                o = np.empty((n, *shape), dtype)
+                args[i] = _address(o)
+                advance[i] = o.nbytes // n
+                outs.append(o)
+            status = self._run_steps(ctypes.cast(self._run, ctypes.c_void_p), ctypes.addressof(args), n_args,
+                                     ctypes.addressof(advance), self._syms_address, self._rng_index, step,
+                                     ws_addr, n)
+            if status:
+                _raise_status(status)
+            return outs
+
+
+def _raise_status(status: int) -> None:
+    """The error of a nonzero status from the native code."""
+    if status == ERR_INDEX:
+        raise InputError("an index passed to take/gather/embedding is out of range")
+    raise InputError(f"native code failed with status {status}")

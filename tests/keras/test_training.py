@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphc.keras as keras
+from graphc.errors import InputError
 from graphc.keras import backend as K  # noqa: F401  (the seed programs import it)
 from graphc.keras.callbacks import Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN
 from graphc.keras.layers import Activation, Dense, Dropout, Input, concatenate
@@ -316,3 +317,61 @@ def test_batch_logs_reach_callbacks_that_read_them():
     assert len(seen["train"]) == len(seen["legacy"]) == 8 and len(seen["test"]) == 2
     assert all(set(logs) == {"loss", "accuracy"} for logs in seen["train"] + seen["legacy"] + seen["test"])
     assert seen["train"][-1]["loss"] == pytest.approx(history.history["loss"][-1])
+
+
+def _spe_model(spe, mode="native"):
+    np.random.seed(3)
+    m = Sequential([Input(shape=(8,)), Dense(16, activation="relu"), Dropout(0.3, seed=2),
+                    Dense(3, activation="softmax")])
+    m.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy", metrics=["accuracy"],
+              steps_per_execution=spe, run_mode=mode)
+    return m
+
+
+@pytest.mark.parametrize("mode", ["native", "reference"])
+def test_steps_per_execution_trains_as_batch_by_batch(mode):
+    """steps_per_execution=4 runs groups of 4 batches per native call; shuffling, dropout, the
+    short last batch, class weights, validation, evaluate and predict come out as with 1."""
+    x, _, y = _blobs(230)  # 7 full batches of 32 and one of 6
+    runs = []
+    for spe in (1, 4):
+        m = _spe_model(spe, mode)
+        np.random.seed(5)
+        h = m.fit(x, y, batch_size=32, epochs=3, verbose=0, class_weight={0: 1.0, 1: 2.0, 2: 0.5},
+                  validation_split=0.1)
+        ev = m.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+        runs.append((h.history, ev, m.predict(x, batch_size=8, verbose=0), m.get_weights()))
+    (h1, ev1, p1, w1), (h4, ev4, p4, w4) = runs
+    assert h1.keys() == h4.keys()
+    for k in h1:
+        np.testing.assert_allclose(h4[k], h1[k], rtol=1e-12, err_msg=k)
+    for k in ev1:
+        np.testing.assert_allclose(ev4[k], ev1[k], rtol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(p4, p1)
+    for a, b in zip(w1, w4):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_steps_per_execution_callbacks_and_steps_per_epoch():
+    """Batch callbacks run once per group, with the index of its last batch (as Keras);
+    steps_per_epoch cuts a group short; a bad value is refused at compile."""
+    x, _, y = _blobs(100)
+    seen = []
+
+    class Seen(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(("begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(("end", batch))
+
+    m = _spe_model(3)
+    m.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[Seen()])  # 10 batches: 3 + 3 + 3 + 1
+    assert seen == [("begin", 0), ("end", 2), ("begin", 3), ("end", 5), ("begin", 6), ("end", 8),
+                    ("begin", 9), ("end", 9)]
+    seen.clear()
+    m.fit(x, y, batch_size=10, epochs=1, steps_per_epoch=5, verbose=0, callbacks=[Seen()])
+    assert seen == [("begin", 0), ("end", 2), ("begin", 3), ("end", 4)]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="steps_per_execution must be a positive integer"):
+            m.compile("sgd", "categorical_crossentropy", steps_per_execution=bad)

@@ -67,17 +67,28 @@ class ArrayData:
         self.steps = steps if steps is not None else (self.n + self.batch_size - 1) // self.batch_size
 
     def epoch(self) -> Iterator[Batch]:
+        for batch, _ in self.groups(1):
+            yield batch
+
+    def groups(self, per_call: int) -> Iterator[tuple[Batch, int]]:
+        """The batches of one epoch as ``epoch`` gives them, up to ``per_call`` consecutive full
+        batches at a time as one batch of all their rows, with their count (a last, short
+        batch always comes alone, with count 1)."""
         idx = np.random.permutation(self.n) if self.shuffle else None
-        start = 0
-        for _ in range(self.steps):
+        start = step = 0
+        bs = self.batch_size
+        while step < self.steps:
             if start >= self.n:
                 if idx is not None:
                     idx = np.random.permutation(self.n)
                 start = 0
-            sl = idx[start:start + self.batch_size] if idx is not None else slice(start, start + self.batch_size)
-            start += self.batch_size
+            count = max(1, min(per_call, self.steps - step, (self.n - start) // bs))
+            rows = count * bs
+            sl = idx[start:start + rows] if idx is not None else slice(start, start + rows)
+            start += rows
+            step += count
             yield ([a[sl] for a in self.xs], None if self.ys is None else [a[sl] for a in self.ys],
-                   None if self.sws is None else [None if s is None else s[sl] for s in self.sws])
+                   None if self.sws is None else [None if s is None else s[sl] for s in self.sws]), count
 
 
 def split_batch(item: Any) -> tuple[Any, Any, Any]:

@@ -9,7 +9,7 @@ input signature, never per batch (the batch size is a symbolic dimension).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -36,15 +36,22 @@ class TrainingMixin:
                 weighted_metrics: Any = None, run_eagerly: bool = False, steps_per_execution: int = 1,
                 jit_compile: Any = "auto", auto_scale_loss: bool = True, run_mode: str | None = None,
                 target: str = "cpu", profile: bool = False) -> None:
-        """Choose the optimizer, loss(es) and metrics. ``run_mode`` ("native" or "reference")
+        """Choose the optimizer, loss(es) and metrics. ``steps_per_execution=N`` runs up to N
+        batches of array data per call into native code in ``fit``/``evaluate``/``predict``
+        (no Python between them; batch callbacks see every N-th batch, as in Keras).
+        ``run_mode`` ("native" or "reference")
         overrides :func:`graphc.keras.config.run_mode` for this model's compiled functions;
         ``target="cuda"`` compiles them for an NVIDIA GPU (weights stay on the device between
         steps; see docs/cuda.md), "cpu" (the default) for this machine. ``profile=True`` (a
         graphc extension) times every kernel of the native code: see :meth:`profile`."""
         if target not in ("cpu", "cuda"):
             raise InputError(f"compile: target must be 'cpu' or 'cuda', got {target!r}")
+        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, (int, np.integer)) \
+                or steps_per_execution < 1:
+            raise InputError(f"compile: steps_per_execution must be a positive integer, got {steps_per_execution!r}")
         self._target = target
         self._profile = bool(profile)
+        self._steps_per_execution = int(steps_per_execution)
         self.optimizer = opt_mod.get(optimizer)
         self._loss_spec, self._loss_weights_spec = loss, loss_weights
         self._metrics_spec, self._weighted_metrics_spec = metrics, weighted_metrics
@@ -295,11 +302,13 @@ class TrainingMixin:
 
     # ------------------------------------------------------------------ one batch
     def _train_or_test_batch(self, kind: str, xs: list, ys: list, sws: list,
-                             fns: dict | None = None) -> dict[str, float] | None:
+                             fns: dict | None = None, count: int = 1) -> dict[str, float] | None:
         """Run one batch and update the loss tracker and metrics; returns the logs, except in a
         loop that passes ``fns`` (a cache of the compiled functions for its batches: the
         trainable weights, part of a function's key, are walked once per loop, not per
-        batch), which computes logs only when a callback reads them."""
+        batch), which computes logs only when a callback reads them. With ``count`` > 1 the
+        arrays hold ``count`` equal batches, run as ``count`` steps in one call
+        (``Function.run_steps``)."""
         if fns is None:
             fn = self._get_fn(kind, ys, sws)
         else:
@@ -307,15 +316,19 @@ class TrainingMixin:
             fn = fns.get(key)
             if fn is None:
                 fn = fns[key] = self._get_fn(kind, ys, sws)
-        res = fn(*xs, *ys, *sws)
         nout = len(self.output_names)
+        if count > 1:
+            res = fn.run_steps(count, *xs, *ys, *sws)
+            res = res[:1 + nout] + [p.reshape((-1,) + p.shape[2:]) for p in res[1 + nout:]]
+        else:
+            res = fn(*xs, *ys, *sws)
         total, per, preds = res[0], res[1:1 + nout], res[1 + nout:]
-        bs = xs[0].shape[0] if xs and xs[0].ndim else 1
+        bs = (xs[0].shape[0] if xs and xs[0].ndim else 1) // count
         tr = self._tracker
-        tr[0] += float(total) * bs
-        tr[1] += bs
+        tr[0] += float(np.sum(total, dtype=np.float64)) * bs
+        tr[1] += bs * count
         for i, p in enumerate(per):
-            tr[2][i] += float(p) * bs
+            tr[2][i] += float(np.sum(p, dtype=np.float64)) * bs
         for i, m in self._resolve_metrics(ys, [p.shape for p in preds]):
             weighted = sws[i] if self._metric_is_weighted(m) else None
             m.update_state(ys[i], preds[i], weighted)
@@ -380,6 +393,13 @@ class TrainingMixin:
             raise InputError(f"model {self.name!r}: y must not be given when x is a generator or dataset{where()}")
         return IterableData(x, steps), False
 
+    def _batches(self, data: Any, arrays: bool) -> Iterator[tuple[Any, int]]:
+        """``(batch, count)`` for one epoch: array data in groups of up to
+        ``steps_per_execution`` batches, generators one batch at a time."""
+        if arrays:
+            return data.groups(getattr(self, "_steps_per_execution", 1))
+        return ((batch, 1) for batch in data.epoch())
+
     def _prepare_batch(self, batch: Any, arrays: bool, class_weight: Mapping | None, need_y: bool) -> tuple:
         if arrays:
             return batch
@@ -418,11 +438,13 @@ class TrainingMixin:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
             t0 = time.perf_counter()
-            for step, batch in enumerate(data.epoch()):
+            step = 0
+            for batch, count in self._batches(data, arrays):
                 cbs.on_train_batch_begin(step)
                 xs, ys, sws = self._prepare_batch(batch, arrays, class_weight, True)
-                self._train_or_test_batch("train", xs, ys, sws, fns)
-                cbs.on_train_batch_end(step, dict(self._logs()) if batch_logs else {})
+                self._train_or_test_batch("train", xs, ys, sws, fns, count)
+                step += count
+                cbs.on_train_batch_end(step - 1, dict(self._logs()) if batch_logs else {})
                 if self.stop_training:
                     break
             epoch_logs = dict(self._logs())
@@ -457,11 +479,13 @@ class TrainingMixin:
         cbs.on_test_begin()
         fns: dict = {}
         batch_logs = cbs.reads_logs("on_test_batch_end")
-        for step, batch in enumerate(data.epoch()):
+        step = 0
+        for batch, count in self._batches(data, arrays):
             cbs.on_test_batch_begin(step)
             xs, ys, sws = self._prepare_batch(batch, arrays, None, True)
-            self._train_or_test_batch("test", xs, ys, sws, fns)
-            cbs.on_test_batch_end(step, dict(self._logs()) if batch_logs else {})
+            self._train_or_test_batch("test", xs, ys, sws, fns, count)
+            step += count
+            cbs.on_test_batch_end(step - 1, dict(self._logs()) if batch_logs else {})
         logs = self._logs()
         cbs.on_test_end(dict(logs))
         if _in_fit:
@@ -482,12 +506,18 @@ class TrainingMixin:
                                   steps=data.steps)
         cbs.on_predict_begin()
         chunks: list[list[np.ndarray]] = []
-        for step, batch in enumerate(data.epoch()):
+        step = 0
+        fn = self._get_fn("predict")
+        for batch, count in self._batches(data, arrays):
             cbs.on_predict_batch_begin(step)
             xs = batch[0] if arrays else self._std_x(batch[0])
-            outs = self._get_fn("predict")(*xs)
+            if count > 1:
+                outs = [o.reshape((-1,) + o.shape[2:]) for o in fn.run_steps(count, *xs)]
+            else:
+                outs = fn(*xs)
             chunks.append(outs)
-            cbs.on_predict_batch_end(step, {"outputs": outs})
+            step += count
+            cbs.on_predict_batch_end(step - 1, {"outputs": outs})
         cbs.on_predict_end()
         if not chunks:
             raise InputError(f"model {self.name!r}: predict got no data")

@@ -312,7 +312,9 @@ class Function:
             # updates must see the values from before the call
             new_values = [np.array(v) for v in values[self._n_outputs:]]
             for (target, _), v in zip(self.updates, new_values):
-                np.copyto(storage(target).array, v)
+                st = storage(target)
+                np.copyto(st.array, v)
+                st.written_on_host()
         if self._single:
             return outs[0]
         return outs

@@ -142,6 +142,7 @@ class Context:
         name = ctypes.create_string_buffer(256)
         _call("cuDeviceGetName", name, 256, self.device)
         self.name = name.value.decode(errors="replace")
+        self.bytes_htod = self.bytes_dtoh = 0  # host<->device traffic, for tests and figures
 
     @classmethod
     def get(cls) -> "Context":
@@ -210,12 +211,14 @@ class Context:
 
     def htod(self, dst: int, src: np.ndarray) -> None:
         src = np.ascontiguousarray(src)
+        self.bytes_htod += src.nbytes
         if src.nbytes:
             _call("cuMemcpyHtoD_v2", ctypes.c_uint64(dst), ctypes.c_void_p(src.ctypes.data), ctypes.c_size_t(src.nbytes))
 
     def dtoh(self, dst: np.ndarray, src: int) -> None:
         if not dst.flags.c_contiguous:
             raise ValueError("dtoh needs a C-contiguous destination")
+        self.bytes_dtoh += dst.nbytes
         if dst.nbytes:
             _call("cuMemcpyDtoH_v2", ctypes.c_void_p(dst.ctypes.data), ctypes.c_uint64(src), ctypes.c_size_t(dst.nbytes))
 

@@ -19,16 +19,48 @@ _uids = itertools.count()
 class SharedStorage:
     """The value of a shared variable: one C-contiguous array, updated in place so that
     compiled code can keep writing into the same buffer. The buffer never changes (``array``
-    has no setter): compiled functions bind its address once."""
+    has no setter): compiled functions bind its address once.
 
-    __slots__ = ("_array",)
+    A CUDA function keeps the variable in device memory between calls and leaves the newest
+    value there (``device``, see graphc/lower/nvvm_executable.py): reading ``array`` first
+    copies it back. ``version`` counts the writes made on the host through ``set_value`` (and
+    borrows, which may write); writes by compiled CPU code count in ``HOST.writes`` (see
+    :class:`HostState`)."""
+
+    __slots__ = ("_array", "version", "device", "__weakref__")
 
     def __init__(self, array: np.ndarray):
         self._array = array
+        self.version = 0
+        self.device = None  # a DeviceCopy holding a newer value, or None
 
     @property
     def array(self) -> np.ndarray:
+        if self.device is not None:
+            self.device.fetch(self)  # copies the device's value into _array, clears device
         return self._array
+
+    def written_on_host(self) -> None:
+        """The host array was (or may have been) written: device copies must be refreshed."""
+        self.version += 1
+        if self.device is not None:  # the host value now supersedes the device's
+            self.device.forget(self)
+
+
+class HostState:
+    """What CUDA functions check before a call to learn of host-side changes cheaply.
+
+    ``writes`` counts calls of CPU functions (and reference-mode ones) that update shared
+    variables, which write into host arrays without naming them; ``device_newer`` holds the
+    storages whose newest value is in device memory, which a CPU function fetches before it
+    runs."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.device_newer: set = set()
+
+
+HOST = HostState()
 
 
 _storage: "weakref.WeakKeyDictionary[Node, SharedStorage]" = weakref.WeakKeyDictionary()
@@ -64,9 +96,14 @@ def storage(node: Node) -> SharedStorage:
 
 
 def get_value(node: Node, borrow: bool = False) -> np.ndarray:
-    """The current value of a shared variable (a copy unless ``borrow``)."""
-    array = storage(node).array
-    return array if borrow else array.copy()
+    """The current value of a shared variable (a copy unless ``borrow``: the buffer itself,
+    which the caller may write into)."""
+    st = storage(node)
+    array = st.array
+    if borrow:
+        st.written_on_host()
+        return array
+    return array.copy()
 
 
 def set_value(node: Node, value: np.ndarray) -> None:
@@ -76,7 +113,8 @@ def set_value(node: Node, value: np.ndarray) -> None:
     if value.shape != st.array.shape:
         raise ShapeError(f"set_value on {node.name!r}: expected shape {format_shape(st.array.shape)}, "
                          f"got {format_shape(value.shape)}")
-    np.copyto(st.array, value, casting="same_kind")
+    st.written_on_host()  # first: the device's value is dropped, not fetched
+    np.copyto(st._array, value, casting="same_kind")
 
 
 def constant(value: object, dtype: str | None = None) -> Node:

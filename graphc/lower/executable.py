@@ -19,7 +19,7 @@ import sympy
 
 from graphc.backend.jit import compile_ir, link_objects, load_cached, source_key, store_object
 from graphc.errors import InputError
-from graphc.frontend.variables import storage
+from graphc.frontend.variables import HOST, storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.ir.ops import Op
@@ -159,6 +159,7 @@ class NativeExecutable:
         n_args = self._n_in + len(self.program.shared) + len(self.program.consts) + len(self.program.outputs)
         self._args = (ctypes.c_void_p * max(n_args, 1))()
         self._shared = [storage(s) for s in shared]
+        self._writes_shared = bool(update_targets)  # counted in HOST.writes (CUDA copies check it)
         self._consts = [np.ascontiguousarray(a) for _, a in self.program.consts]
         base = self._n_in
         for i, st in enumerate(self._shared):
@@ -226,6 +227,8 @@ class NativeExecutable:
         # One call at a time: the argument and size arrays and the workspace are this object's,
         # and ctypes lets another Python thread in while the native code runs.
         with self._lock:
+            if HOST.device_newer:  # a CUDA function left newer values in device memory
+                self._fetch_shared()
             syms = self._syms
             if sizes is not self._last_sizes:  # the caller passes the same tuple for the same shapes
                 for i, v in enumerate(sizes):
@@ -248,9 +251,17 @@ class NativeExecutable:
                 outs.append(o)
                 i += 1
             status = self._run(self._args_address, self._syms_address, ws_addr)
+            if self._writes_shared:
+                HOST.writes += 1
             if status:
                 _raise_status(status)
             return outs
+
+    def _fetch_shared(self) -> None:
+        """Bring this function's shared variables' host arrays up to date (reading ``array``
+        copies a newer device value back into the buffer the code reads)."""
+        for st in self._shared:
+            st.array  # noqa: B018 - the property fetches
 
     def run_steps(self, arrays: Sequence[np.ndarray], sizes: tuple, step: int, n: int) -> list[np.ndarray]:
         """``n`` calls in one (``graphc_run_steps``): call ``s`` reads the ``s``-th of ``n`` equal
@@ -258,6 +269,8 @@ class NativeExecutable:
         one slice) with random step ``step + s``, and writes its outputs into ``outs[i][s]``;
         the updates are applied after every call, as by ``n`` calls of ``run_sizes``."""
         with self._lock:
+            if HOST.device_newer:
+                self._fetch_shared()
             syms = self._syms
             for i, v in enumerate(sizes):
                 syms[i] = v
@@ -279,6 +292,8 @@ class NativeExecutable:
             status = self._run_steps(ctypes.cast(self._run, ctypes.c_void_p), ctypes.addressof(args), n_args,
                                      ctypes.addressof(advance), self._syms_address, self._rng_index, step,
                                      ws_addr, n)
+            if self._writes_shared:
+                HOST.writes += 1
             if status:
                 _raise_status(status)
             return outs

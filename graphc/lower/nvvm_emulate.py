@@ -126,6 +126,7 @@ class EmulatedContext:
         self.max_blocks = max_blocks
         self.max_threads = max_threads
         self._mem: dict[int, np.ndarray] = {}
+        self.bytes_htod = self.bytes_dtoh = 0  # as cuda.Context counts them
 
     def make_current(self) -> None:
         pass
@@ -202,9 +203,11 @@ class EmulatedContext:
 
     def htod(self, dst: int, src: np.ndarray) -> None:
         src = np.ascontiguousarray(src)
+        self.bytes_htod += src.nbytes
         ctypes.memmove(dst, src.ctypes.data, src.nbytes)
 
     def dtoh(self, dst: np.ndarray, src: int) -> None:
+        self.bytes_dtoh += dst.nbytes
         ctypes.memmove(dst.ctypes.data, src, dst.nbytes)
 
     def dtod(self, dst: int, src: int, nbytes: int) -> None:

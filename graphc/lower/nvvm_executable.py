@@ -4,16 +4,21 @@ driver API (graphc/backend/cuda.py).
 Compiling needs no GPU: the PTX is made with llvmlite's NVPTX target and exposed as ``ptx``.
 The first call loads the module on device 0; without a device it raises ``NoCudaDevice``.
 
-Memory: constants and shared variables (weights, optimizer state) live in device memory for
-the life of the executable. Before a call, a shared variable whose host value changed since the
-last synchronisation (``set_value``) is uploaded again (checked against a host snapshot); after
-a call, the shared variables the function updates are copied back to their host arrays, so
-``get_value`` always sees the current value. Inputs are uploaded and outputs downloaded at each
-call; intermediates live in one device workspace per distinct set of sizes.
+Memory: constants live in device memory for the life of the executable. A shared variable
+(weights, optimizer state) has one copy in each CUDA context (``DeviceCopy``), which every CUDA
+function of that context uses: a training step and a predict function share the weights on
+the device. After a call, the variables it updated are newest on the device and stay there;
+the host array is brought up to date only when something reads it (``get_value``, a CPU
+function, an export: ``SharedStorage.array`` fetches). Before a call, a copy is uploaded again
+only if the host may have written the variable since: ``set_value`` (the variable's
+``version``), or a CPU function with updates (``HOST.writes``; then the host value is compared
+with the one last uploaded). So a run of training steps on the GPU copies only its inputs and
+outputs. Intermediates live in one device workspace per distinct set of sizes.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -21,7 +26,7 @@ import sympy
 
 from graphc.backend import cuda
 from graphc.errors import InputError
-from graphc.frontend.variables import storage
+from graphc.frontend.variables import HOST, SharedStorage, storage
 from graphc.ir.graph import Graph
 from graphc.ir.node import Node
 from graphc.ir.shapes import RNG_STEP, evaluate, size_of
@@ -38,6 +43,63 @@ def _default_arch() -> str:
         return cuda.Context.get().arch if cuda.available() else DEFAULT_ARCH
     except cuda.CudaError:
         return DEFAULT_ARCH
+
+
+class DeviceCopy:
+    """A shared variable's value in one CUDA context's memory (see the module docstring)."""
+
+    def __init__(self, ctx, nbytes: int):
+        self.ctx = ctx
+        self.buf = cuda.DeviceBuffer(ctx, nbytes)
+        self.version: int | None = None    # the storage's version when last synchronised
+        self.host_writes: int | None = None  # HOST.writes then
+        self.snapshot: np.ndarray | None = None  # the value then (None while newer here)
+
+    def _synced(self, st: SharedStorage) -> None:
+        self.snapshot = st._array.copy()
+        self.version, self.host_writes = st.version, HOST.writes
+
+    def sync(self, st: SharedStorage) -> None:
+        """Make this copy current before a launch (uploading only what the host changed)."""
+        if st.device is self:
+            return
+        arr = st.array  # fetches it first if another context's copy is newer
+        if self.version == st.version and (
+                self.host_writes == HOST.writes
+                or np.array_equal(self.snapshot, arr, equal_nan=arr.dtype.kind == "f")):
+            self.host_writes = HOST.writes
+            return
+        self.ctx.htod(self.buf.ptr, arr)
+        self._synced(st)
+
+    def updated(self, st: SharedStorage) -> None:
+        """A launch wrote the variable: its newest value is here now."""
+        st.device = self
+        HOST.device_newer.add(st)
+        self.snapshot = None
+
+    def fetch(self, st: SharedStorage) -> None:
+        """Copy the value back into the host array (``SharedStorage.array`` calls this)."""
+        self.ctx.make_current()
+        self.ctx.dtoh(st._array, self.buf.ptr)
+        self.forget(st)
+        self._synced(st)
+
+    def forget(self, st: SharedStorage) -> None:
+        """The host holds the newest value again."""
+        st.device = None
+        HOST.device_newer.discard(st)
+
+
+def device_copy(ctx, st: SharedStorage) -> DeviceCopy:
+    """The one copy of ``st`` in ``ctx`` (made on first use)."""
+    copies = getattr(ctx, "_graphc_copies", None)
+    if copies is None:
+        copies = ctx._graphc_copies = weakref.WeakKeyDictionary()
+    dc = copies.get(st)
+    if dc is None:
+        dc = copies[st] = DeviceCopy(ctx, st._array.nbytes)
+    return dc
 
 
 class CudaExecutable:
@@ -92,12 +154,8 @@ class CudaExecutable:
             buf = cuda.DeviceBuffer(ctx, a.nbytes)
             ctx.htod(buf.ptr, a)
             self._const_bufs.append(buf)
-        self._shared_bufs = []
-        self._snapshots: list[np.ndarray | None] = []
-        for s in self._shared_nodes:
-            arr = storage(s).array
-            self._shared_bufs.append(cuda.DeviceBuffer(ctx, arr.nbytes))
-            self._snapshots.append(None)
+        self._storages = [storage(s) for s in self._shared_nodes]
+        self._copies = [device_copy(ctx, st) for st in self._storages]
         self._err = cuda.DeviceBuffer(ctx, 4)
         self._in_bufs: dict[int, cuda.DeviceBuffer] = {}
         self._out_bufs: dict[int, cuda.DeviceBuffer] = {}
@@ -112,13 +170,9 @@ class CudaExecutable:
             cache[i] = buf
         return buf
 
-    def _sync_shared_to_device(self, ctx: cuda.Context) -> None:
-        for i, s in enumerate(self._shared_nodes):
-            arr = storage(s).array
-            snap = self._snapshots[i]
-            if snap is None or snap.shape != arr.shape or not np.array_equal(snap, arr, equal_nan=arr.dtype.kind == "f"):
-                ctx.htod(self._shared_bufs[i].ptr, arr)
-                self._snapshots[i] = arr.copy()
+    def _sync_shared_to_device(self) -> None:
+        for st, dc in zip(self._storages, self._copies):
+            dc.sync(st)
 
     def _workspace(self, ctx: cuda.Context, key: tuple, env: Mapping) -> list[int]:
         ws = self._workspaces.get(key)
@@ -198,7 +252,7 @@ class CudaExecutable:
         key = tuple(v for s, v in zip(self._symbols, syms) if s is not RNG_STEP)
         shapes = self._shapes(*syms)
         slots = self._workspace(ctx, key, env)
-        self._sync_shared_to_device(ctx)
+        self._sync_shared_to_device()
         in_ptrs = []
         for i, a in enumerate(arrays):
             buf = self._sized(ctx, self._in_bufs, i, a.nbytes)
@@ -214,7 +268,7 @@ class CudaExecutable:
             if root.kind == "input":
                 return in_ptrs[root.index]
             if root.kind == "shared":
-                return self._shared_bufs[root.index].ptr
+                return self._copies[root.index].buf.ptr
             if root.kind == "const":
                 return self._const_bufs[root.index].ptr
             return out_ptrs[root.index]
@@ -230,11 +284,9 @@ class CudaExecutable:
             raise InputError(f"CUDA kernel failed with status {int(err[0])}")
         for o, p in zip(outs, out_ptrs):
             ctx.dtoh(o, p)
-        for i in self._updated:
-            arr = storage(self._shared_nodes[i]).array
-            ctx.dtoh(arr, self._shared_bufs[i].ptr)
-            self._snapshots[i] = arr.copy()
+        for i in self._updated:  # newest on the device now; fetched when the host reads them
+            self._copies[i].updated(self._storages[i])
         return outs
 
 
-__all__ = ["CudaExecutable"]
+__all__ = ["CudaExecutable", "DeviceCopy", "device_copy"]

@@ -345,6 +345,42 @@ def test_emulated_mlp_training_matches_cpu():
     np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
 
 
+def test_emulated_training_keeps_the_weights_on_the_device():
+    """A run of CUDA training steps copies only inputs and outputs; the weights come back to
+    the host when it reads them, and host-side writes (set_value, a CPU function's updates)
+    reach the device before the next step. Values as on the CPU throughout."""
+    from graphc.frontend.variables import get_value, set_value
+    fg, pg = _mlp("cuda")
+    _emulated(fg)
+    fc, pc = _mlp("cpu")
+    ctx = fg._native.context
+    r = np.random.default_rng(6)
+    x = r.normal(size=(12, 20)).astype("float32")
+    y = np.eye(10, dtype="float32")[r.integers(0, 10, 12)]
+    weights = sum(get_value(p).nbytes for p in pg)
+    np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)  # uploads the weights
+    assert ctx.bytes_htod >= weights
+    for _ in range(3):
+        before = (ctx.bytes_htod, ctx.bytes_dtoh)
+        np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
+        assert ctx.bytes_htod - before[0] == x.nbytes + y.nbytes  # the inputs only
+        assert ctx.bytes_dtoh - before[1] == 4 + 4  # the loss and the error word
+    before = ctx.bytes_dtoh
+    for a, b in zip(pg, pc):  # reading fetches the newest values
+        np.testing.assert_allclose(get_value(a), get_value(b), rtol=1e-4, atol=1e-5)
+    assert ctx.bytes_dtoh - before == weights
+    # a CPU function's updates and set_value are seen by the next CUDA step
+    bump = [gc.function([], [], updates=[(p[0], p[0] + 0.01)]) for p in (pg, pc)]
+    for f in bump:
+        f()
+    set_value(pg[3], np.full(10, 0.5, np.float32))
+    set_value(pc[3], np.full(10, 0.5, np.float32))
+    read = [gc.function([], p[2] * 1.0) for p in (pg, pc)]  # compiled before the step
+    np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
+    # and a CPU function reads what the CUDA step left on the device
+    np.testing.assert_allclose(read[0](), read[1](), rtol=1e-4, atol=1e-5)
+
+
 def test_emulated_index_error():
     fg, arrays = _compile("take", "cuda")
     _emulated(fg)

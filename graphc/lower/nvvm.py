@@ -291,7 +291,37 @@ def _block_reduce(k: GpuKernel, value: ir.Value, kind: str, dtype: str) -> ir.Va
     return result
 
 
+#: a reduction into fewer outputs (rows) than this, a number known when compiling, over a
+#: reduced extent that is unknown or at least SPLIT_MIN_EXTENT, runs in two passes: each row's
+#: elements split between several blocks, then their partial results combined
+SPLIT_ROWS = 64
+SPLIT_MIN_EXTENT = 4 * BLOCK
+#: blocks the first pass aims at (several per multiprocessor of a large GPU: 132 on an H100)
+SPLIT_TARGET_BLOCKS = 512
+#: and the fewest elements a block of the first pass takes (4 per thread)
+SPLIT_BLOCK_ELEMENTS = 4 * BLOCK
+
+
+def split_parts(rows, extent) -> int:
+    """The most blocks per row the first pass of a reduction into ``rows`` outputs over
+    ``extent`` elements each (sizes, maybe symbolic) uses, or 1 for a single pass. The kernels
+    use fewer when the extent, known at run time, is small (``_parts_used``)."""
+    if not isinstance(rows, int) and not getattr(rows, "is_Integer", False):
+        return 1
+    rows = int(rows)
+    if rows < 1 or rows >= SPLIT_ROWS:
+        return 1
+    if (isinstance(extent, int) or getattr(extent, "is_Integer", False)) and int(extent) < SPLIT_MIN_EXTENT:
+        return 1
+    return max(2, -(-SPLIT_TARGET_BLOCKS // rows))
+
+
 def _reduction(ctx: Ctx, i: int, step: Step, expr: tuple, axes, kind: str) -> None:
+    """One block per output row (a block-stride loop past MAX_BLOCKS); the block's threads
+    stride over the row's elements, then a shared-memory tree. Few rows over many elements
+    (``split_parts``): the first pass gives each row ``parts`` blocks, whose threads stride over
+    the row together, each block's result a partial in a scratch buffer (rows x parts); the
+    second pass combines each row's partials."""
     node = step.node
     full = broadcast_shapes(node.op, node.inputs) if node.op is Op.FUSED else node.inputs[0].shape
     axes = set(a % len(full) for a in axes) if full else set()
@@ -299,7 +329,13 @@ def _reduction(ctx: Ctx, i: int, step: Step, expr: tuple, axes, kind: str) -> No
     red = [a for a in range(len(full)) if a in axes]
     in_strides = [broadcast_strides(x.shape, full) for x in node.inputs]
     rows = size_of([full[a] for a in kept])
-    k = ctx.kernel(i, step, "", ("rows", rows), "reduction")
+    extent = size_of([full[a] for a in red])
+    parts = split_parts(rows, extent)
+    if parts == 1:
+        k = ctx.kernel(i, step, "", ("rows", rows), "reduction")
+    else:
+        scratch = Buffer("scratch", node.dtype, (as_dim(int(rows) * parts),), index=0)
+        k = ctx.kernel(i, Step(node, scratch, list(step.ins)), "part", ("rows", int(rows) * parts), "reduction")
     b = k.b
     kd, ks = _nest(k, [full[a] for a in kept], [[s[a] for a in kept] for s in in_strides])
     rd, rs = _nest(k, [full[a] for a in red], [[s[a] for a in red] for s in in_strides])
@@ -307,17 +343,54 @@ def _reduction(ctx: Ctx, i: int, step: Step, expr: tuple, axes, kind: str) -> No
     ty = LLVM_TYPE[node.dtype]
     acc = k.alloca(ty, cpu._identity(kind, node.dtype))
     tid, ntid = k.sreg("tid.x"), k.sreg("ntid.x")
-    with k.strided_loop(k.sreg("ctaid.x"), k.size(rows), k.sreg("nctaid.x"), "row") as row:
+    P = const_i64(1) if parts == 1 else _parts_used(k, extent, parts)
+    with k.strided_loop(k.sreg("ctaid.x"), b.mul(k.size(rows), P), k.sreg("nctaid.x"), "item") as item:
+        row, part = (item, const_i64(0)) if parts == 1 else (b.udiv(item, P), b.urem(item, P))
         base = _offsets(k, row, kd, ks, [const_i64(0)] * len(ks))
         b.store(cpu._identity(kind, node.dtype), acc)
-        with k.strided_loop(tid, k.size(size_of([full[a] for a in red])), ntid, "r") as r:
+        # the row's elements part, part + parts, ... in blocks of ntid (coalesced when the
+        # reduced axes are the innermost)
+        first = b.add(b.mul(part, ntid), tid)
+        with k.strided_loop(first, k.size(extent), b.mul(ntid, P), "r") as r:
             offs = _offsets(k, r, rd, rs, base)
             args = [k.load(p, o, dt) for p, o, dt in zip(k.ins, offs, dtypes)]
             value, _ = cpu._expr_value(k, expr, args, dtypes)
             b.store(cpu._combine(k, kind, b.load(acc), value, node.dtype), acc)
         total = _block_reduce(k, b.load(acc), kind, node.dtype)
         with b.if_then(b.icmp_unsigned("==", tid, const_i64(0))):
-            k.store(total, k.out, row, node.dtype)
+            k.store(total, k.out, item, node.dtype)
+    _finish(k)
+    if parts > 1:
+        _combine_partials(ctx, i, step, scratch, int(rows), extent, parts, kind)
+
+
+def _parts_used(k: GpuKernel, extent, parts: int) -> ir.Value:
+    """Blocks per row in the first pass: one per SPLIT_BLOCK_ELEMENTS elements, 1 to ``parts``
+    (the first pass's grid has ``parts`` blocks a row; those past this exit at once)."""
+    b = k.b
+    want = b.udiv(b.add(k.size(extent), const_i64(SPLIT_BLOCK_ELEMENTS - 1)), const_i64(SPLIT_BLOCK_ELEMENTS))
+    want = b.select(b.icmp_signed("<", want, const_i64(1)), const_i64(1), want)
+    return b.select(b.icmp_signed(">", want, const_i64(parts)), const_i64(parts), want)
+
+
+def _combine_partials(ctx: Ctx, i: int, step: Step, scratch: Buffer, rows: int, extent, parts: int,
+                      kind: str) -> None:
+    """The second pass of a split reduction: out[row] = the row's partials (scratch holds
+    them row by row, as many a row as the first pass used)."""
+    dtype = step.node.dtype
+    k = ctx.kernel(i, Step(step.node, step.out, [scratch]), "combine", ("rows", rows), "reduction")
+    b = k.b
+    acc = k.alloca(LLVM_TYPE[dtype], cpu._identity(kind, dtype))
+    tid, ntid = k.sreg("tid.x"), k.sreg("ntid.x")
+    P = _parts_used(k, extent, parts)
+    with k.strided_loop(k.sreg("ctaid.x"), const_i64(rows), k.sreg("nctaid.x"), "row") as row:
+        b.store(cpu._identity(kind, dtype), acc)
+        with k.strided_loop(tid, P, ntid, "q") as q:
+            value = k.load(k.ins[0], b.add(b.mul(row, P), q), dtype)
+            b.store(cpu._combine(k, kind, b.load(acc), value, dtype), acc)
+        total = _block_reduce(k, b.load(acc), kind, dtype)
+        with b.if_then(b.icmp_unsigned("==", tid, const_i64(0))):
+            k.store(total, k.out, row, dtype)
     _finish(k)
 
 

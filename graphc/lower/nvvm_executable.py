@@ -157,6 +157,9 @@ class CudaExecutable:
         self._storages = [storage(s) for s in self._shared_nodes]
         self._copies = [device_copy(ctx, st) for st in self._storages]
         self._err = cuda.DeviceBuffer(ctx, 4)
+        # partial results of split reductions (constant sizes; launches run one at a time)
+        scratch = [evaluate(l.out.nbytes, {}) for l in self.nvvm.launches if l.out.kind == "scratch"]
+        self._scratch = cuda.DeviceBuffer(ctx, max(scratch, default=0))
         self._in_bufs: dict[int, cuda.DeviceBuffer] = {}
         self._out_bufs: dict[int, cuda.DeviceBuffer] = {}
         self._workspaces: dict[tuple, tuple[cuda.DeviceBuffer, list[int]]] = {}
@@ -271,6 +274,8 @@ class CudaExecutable:
                 return self._copies[root.index].buf.ptr
             if root.kind == "const":
                 return self._const_bufs[root.index].ptr
+            if root.kind == "scratch":
+                return self._scratch.ptr
             return out_ptrs[root.index]
 
         ctx.memset32(self._err.ptr, 0, 1)

@@ -55,6 +55,15 @@ def _reduce(op, axis, dtype="float32"):
     return build
 
 
+def _long_reduce(op, shape, axis, dtype="float32"):
+    """Few outputs over many elements: the two-pass (split) reduction with several parts."""
+    def build():
+        x = gc.placeholder((None,) + shape[1:], dtype, name="x")
+        a = rng.integers(-3, 4, shape).astype(dtype) if dtype.startswith("int") else _f(shape, dtype, -1.0, 1.0)
+        return [x], [getattr(ops, op)(x, axis=axis)], [a]
+    return build
+
+
 def _matmul(sa, sb, dtype="float32"):
     def build():
         a = gc.placeholder(sa, dtype, name="a")
@@ -161,6 +170,10 @@ CASES = {
        for ax in [0, 2, (0, 2), None]},
     "reduce_sum_int32": (_reduce("sum", 2, "int32"), 0, {"reduction"}),
     "reduce_max_float64": (_reduce("max", 2, "float64"), 0, {"reduction"}),
+    # split in two passes: 28 parts into one output, 5 parts into each of 3
+    **{f"long_{op}_all": (_long_reduce(op, (40, 700), None), 0, {"reduction"}) for op in ["sum", "max", "min"]},
+    "long_sum_rows": (_long_reduce("sum", (5000, 3), 0), 0, {"reduction"}),
+    "long_sum_int32": (_long_reduce("sum", (40, 700), None, "int32"), 0, {"reduction"}),
     "matmul_2d": (_matmul((None, 37), (37, 19)), 0, {"matmul"}),
     "matmul_batched": (_matmul((2, None, 20), (2, 20, 17)), 0, {"matmul"}),
     "matmul_bcast": (_matmul((2, 3, 5, 20), (20, 17)), 0, {"matmul"}),
@@ -343,6 +356,21 @@ def test_emulated_mlp_training_matches_cpu():
     set_value(pg[0], np.zeros((20, 32), np.float32))  # a host-side change is uploaded again
     set_value(pc[0], np.zeros((20, 32), np.float32))
     np.testing.assert_allclose(fg(x, y), fc(x, y), rtol=1e-4, atol=1e-5)
+
+
+def test_few_outputs_over_many_elements_reduce_in_two_passes():
+    """A full reduction (or one into fewer than SPLIT_ROWS outputs) is a first pass of up to
+    split_parts blocks a row writing partials, then a pass combining them; many outputs, or a
+    short known extent, keep one pass."""
+    assert nvvm.split_parts(1, 10 ** 6) == nvvm.SPLIT_TARGET_BLOCKS
+    assert nvvm.split_parts(3, 10 ** 6) == -(-nvvm.SPLIT_TARGET_BLOCKS // 3)
+    assert nvvm.split_parts(nvvm.SPLIT_ROWS, 10 ** 6) == 1
+    assert nvvm.split_parts(1, 100) == 1
+    fn, _ = _compile("long_sum_all", "cuda")
+    names = [l.kernel for l in fn._native.nvvm.launches]
+    assert any(n.endswith("_part") for n in names) and any(n.endswith("_combine") for n in names), names
+    part = next(l for l in fn._native.nvvm.launches if l.kernel.endswith("_part"))
+    assert part.out.kind == "scratch" and part.grid == ("rows", nvvm.SPLIT_TARGET_BLOCKS)
 
 
 def test_emulated_training_keeps_the_weights_on_the_device():

@@ -496,3 +496,36 @@ def test_keras_compile_target_cuda_matches_cpu():
     np.testing.assert_allclose(gpu.predict(x, verbose=0), cpu_model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
     with pytest.raises(gc.InputError, match="target must be"):
         gpu.compile("sgd", "mse", target="tpu")
+
+
+def test_keras_convnet_training_step_on_cuda_matches_cpu():
+    """A Keras convnet (Conv2D, MaxPooling2D, Dense) compiled for CUDA: its training steps
+    (convolution through the expanded patches and the tiled matmul, pooling, softmax
+    cross-entropy, SGD) and predictions match the same model on the CPU; run by the emulator
+    without a GPU."""
+    import graphc.keras as keras
+    from graphc.keras import layers
+
+    def build(target):
+        np.random.seed(4)
+        m = keras.Sequential([keras.Input((6, 6, 2)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
+        m.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy", target=target)
+        return m
+
+    gpu, cpu_model = build("cuda"), build("cpu")
+    gpu.set_weights(cpu_model.get_weights())
+    r = np.random.default_rng(1)
+    x = r.normal(size=(3, 6, 6, 2)).astype("float32")
+    y = np.eye(3, dtype="float32")[r.integers(0, 3, 3)]
+    ys = gpu._std_y(y)
+    train = gpu._get_fn("train", ys, gpu._std_sw(None, ys, None))
+    predict = gpu._get_fn("predict")
+    if not cuda.available():
+        _emulated(train)
+        _emulated(predict)
+    for _ in range(2):
+        np.testing.assert_allclose(gpu.train_on_batch(x, y), cpu_model.train_on_batch(x, y), rtol=1e-5)
+    for a, b in zip(gpu.get_weights(), cpu_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu.predict(x, verbose=0), cpu_model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)

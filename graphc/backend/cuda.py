@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -195,6 +195,30 @@ class Context:
         _call("cuLaunchKernel", fn, ctypes.c_uint(gx), ctypes.c_uint(gy), ctypes.c_uint(gz),
               ctypes.c_uint(bx), ctypes.c_uint(by), ctypes.c_uint(bz), ctypes.c_uint(shared_bytes),
               ctypes.c_void_p(0), params, ctypes.c_void_p(0))
+
+    def prepare(self, fn: ctypes.c_void_p, grid: Sequence[int], block: Sequence[int],
+                args: Sequence[tuple[str, Any]], shared_bytes: int = 0) -> Callable[[], None]:
+        """``launch`` with its arguments packed once: returns a function that launches it. An
+        argument's value may be a ctypes integer, read at each launch (a size that changes
+        from call to call); ints are fixed."""
+        holders = []
+        for kind, value in args:
+            if isinstance(value, ctypes._SimpleCData):
+                holders.append(value)
+            else:
+                holders.append({"ptr": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32}[kind](value))
+        params = (ctypes.c_void_p * max(len(holders), 1))(
+            *[ctypes.cast(ctypes.byref(h), ctypes.c_void_p) for h in holders])
+        dims = [ctypes.c_uint(v) for v in (*grid, *block, shared_bytes)]
+        launch = _load().cuLaunchKernel
+        null = ctypes.c_void_p(0)
+
+        def run() -> None:
+            code = launch(fn, *dims, null, params, null)
+            if code:
+                _check("cuLaunchKernel", code)
+        run.keep = (holders, params)  # the packed arguments live as long as the launcher
+        return run
 
     def synchronize(self) -> None:
         _call("cuCtxSynchronize")

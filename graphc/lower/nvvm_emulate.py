@@ -162,6 +162,14 @@ class EmulatedContext:
                             self._set(ids, t, None)
                             cfn(*values)
 
+    def prepare(self, fn: _EmuFunction, grid: Sequence[int], block: Sequence[int],
+                args: Sequence[tuple[str, object]], shared_bytes: int = 0):
+        """As ``cuda.Context.prepare``: a launcher; ctypes values are read at each launch."""
+        def run() -> None:
+            values = [(k, v.value if isinstance(v, ctypes._SimpleCData) else v) for k, v in args]
+            self.launch(fn, grid, block, values, shared_bytes)
+        return run
+
     @staticmethod
     def _set(ids: dict, tid: tuple, barrier) -> None:
         _tls.tid = tid

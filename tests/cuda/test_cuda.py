@@ -373,6 +373,24 @@ def test_few_outputs_over_many_elements_reduce_in_two_passes():
     assert part.out.kind == "scratch" and part.grid == ("rows", nvvm.SPLIT_TARGET_BLOCKS)
 
 
+def test_launches_are_packed_once_per_sizes(monkeypatch):
+    """A program without loops works out its grids and packs its arguments on the first call
+    with given sizes; later calls with those sizes only launch (the random step still moves)."""
+    from graphc.lower import nvvm_executable
+    counted = []
+    real = nvvm_executable.launch_dims
+    monkeypatch.setattr(nvvm_executable, "launch_dims", lambda *a: counted.append(1) or real(*a))
+    fg, arrays = _compile("random", "cuda")
+    _emulated(fg)
+    fc, _ = _compile("random", "cpu")
+    _compare(fg(*arrays), fc(*arrays))
+    first = len(counted)
+    assert first == len(fg._native.nvvm.launches)
+    for _ in range(2):  # new random draws each call, as on the CPU
+        _compare(fg(*arrays), fc(*arrays))
+    assert len(counted) == first
+
+
 def test_emulated_training_keeps_the_weights_on_the_device():
     """A run of CUDA training steps copies only inputs and outputs; the weights come back to
     the host when it reads them, and host-side writes (set_value, a CPU function's updates)

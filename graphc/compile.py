@@ -335,6 +335,11 @@ class Function:
                 raise ShapeError(f"{self.name}: run_steps({n}) splits every input's leading axis into {n} equal "
                                  f"slices, but input {x.name!r} has shape {a.shape}")
         slices = [[a[s * (a.shape[0] // n):(s + 1) * (a.shape[0] // n)] for a in arrays] for s in range(n)]
+        if hasattr(self._native, "run_steps_env") and n > 1:  # CUDA: the n calls' launches in a row
+            env = self._symbols(slices[0])
+            self._calls += n
+            outs = self._native.run_steps_env(arrays, env, n)
+            return outs[0] if self._single else outs
         if self._run_sizes is None or n == 1:
             results = [self(*part) for part in slices]
             if self._single:

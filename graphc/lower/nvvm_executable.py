@@ -139,6 +139,7 @@ class CudaExecutable:
         self._rng_index = self._symbols.index(RNG_STEP) if RNG_STEP in self._symbols else None
         self._rng_value = ctypes.c_int64(0)
         self._prepared: dict[tuple, list] = {}
+        self._io_holders: tuple[list, list] | None = None
         self._ctx: cuda.Context | None = None
         # Where to run: None is the process's CUDA context; tests may set an EmulatedContext
         # (graphc/lower/nvvm_emulate.py) before the first call.
@@ -250,13 +251,12 @@ class CudaExecutable:
                 for k in temp_of:
                     ctx.dtod(outs[k], ins[k], rows[k])
 
-    def _launch_prepared(self, ctx, key: tuple, in_ptrs: list[int], out_ptrs: list[int], pointer, env: Mapping,
-                         syms: list[int]) -> None:
-        """Launch the program's kernels in order, packed once per sizes and buffer addresses
-        (the host's work per launch is then one driver call: working out the grids and
-        packing the arguments took about 20 us a launch, 0.9 ms an MLP step)."""
-        full_key = (key, tuple(in_ptrs), tuple(out_ptrs))
-        launchers = self._prepared.get(full_key)
+    def _launch_prepared(self, ctx, key: tuple, pointer, env: Mapping, syms: list[int]) -> None:
+        """Launch the program's kernels in order, packed once per set of sizes (the host's work
+        per launch is then one driver call: working out the grids and packing the arguments
+        took about 20 us a launch, 0.9 ms an MLP step). Inputs and outputs are read through
+        ctypes holders (``_io``) and the random step through ``_rng_value``, set per call."""
+        launchers = self._prepared.get(key)
         if launchers is None:
             if len(self._prepared) >= 16:
                 self._prepared.clear()
@@ -268,7 +268,7 @@ class CudaExecutable:
                 args = [("ptr", pointer(launch.out))] + [("ptr", pointer(b)) for b in launch.ins]
                 launchers.append(ctx.prepare(self._fns[entry], grid, block,
                                              args + sym_args + [("ptr", self._err.ptr)]))
-            self._prepared[full_key] = launchers
+            self._prepared[key] = launchers
         if self._rng_index is not None:
             self._rng_value.value = syms[self._rng_index]
         for run in launchers:
@@ -278,9 +278,18 @@ class CudaExecutable:
         """Run on checked, contiguous input arrays; returns the outputs, applies updates in place.
         One call at a time: the device buffers and the workspace are this object's."""
         with self._lock:
-            return self._run_locked(arrays, env)
+            return self._run_locked(arrays, env, 1)
 
-    def _run_locked(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int]) -> list[np.ndarray]:
+    def run_steps_env(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int], n: int) -> list[np.ndarray]:
+        """``n`` calls on the ``n`` equal slices of each input's leading axis (``env``: the
+        sizes of one slice and the random step of the first call), as ``Function.run_steps``:
+        the inputs go up in one copy each, the calls' launches follow one another with no
+        synchronisation between them, and the outputs (stacked) come back in one copy each.
+        An index error is reported after the n calls, not at the one that made it."""
+        with self._lock:
+            return self._run_locked(arrays, env, n)
+
+    def _run_locked(self, arrays: Sequence[np.ndarray], env: Mapping[sympy.Symbol, int], n: int) -> list[np.ndarray]:
         ctx = self._device()
         syms = [int(env.get(s, 0)) for s in self._symbols]
         key = tuple(v for s, v in zip(self._symbols, syms) if s is not RNG_STEP)
@@ -292,28 +301,40 @@ class CudaExecutable:
             buf = self._sized(ctx, self._in_bufs, i, a.nbytes)
             ctx.htod(buf.ptr, a)
             in_ptrs.append(buf.ptr)
-        outs = [np.empty(shape, dtype) for shape, dtype in zip(shapes, self._out_dtypes)]
+        stacked = (lambda shape: (n, *shape)) if n > 1 else (lambda shape: shape)
+        outs = [np.empty(stacked(shape), dtype) for shape, dtype in zip(shapes, self._out_dtypes)]
         out_ptrs = [self._sized(ctx, self._out_bufs, i, o.nbytes).ptr for i, o in enumerate(outs)]
+        in_step = [a.nbytes // n for a in arrays]
+        out_step = [o.nbytes // n for o in outs]
+        io_in, io_out = self._io(len(arrays), len(outs))
 
-        def pointer(buf: Buffer) -> int:
+        def pointer(buf: Buffer):
             root = buf.root()
             if root.kind == "workspace":
                 return slots[root.slot]
             if root.kind == "input":
-                return in_ptrs[root.index]
+                return io_in[root.index] if self._straight else io_in[root.index].value
             if root.kind == "shared":
                 return self._copies[root.index].buf.ptr
             if root.kind == "const":
                 return self._const_bufs[root.index].ptr
             if root.kind == "scratch":
                 return self._scratch.ptr
-            return out_ptrs[root.index]
+            return io_out[root.index] if self._straight else io_out[root.index].value
 
         ctx.memset32(self._err.ptr, 0, 1)
-        if self._straight:
-            self._launch_prepared(ctx, key, in_ptrs, out_ptrs, pointer, env, syms)
-        else:
-            self._execute(ctx, self.nvvm.plan, pointer, slots, 0, env, [("i64", v) for v in syms])
+        first_step = syms[self._rng_index] if self._rng_index is not None else 0
+        for s in range(n):
+            for holder, base, step in zip(io_in, in_ptrs, in_step):
+                holder.value = base + s * step
+            for holder, base, step in zip(io_out, out_ptrs, out_step):
+                holder.value = base + s * step
+            if self._rng_index is not None:
+                syms[self._rng_index] = first_step + s
+            if self._straight:
+                self._launch_prepared(ctx, key, pointer, env, syms)
+            else:
+                self._execute(ctx, self.nvvm.plan, pointer, slots, 0, env, [("i64", v) for v in syms])
         ctx.synchronize()
         err = np.zeros(1, np.int32)
         ctx.dtoh(err, self._err.ptr)
@@ -326,6 +347,12 @@ class CudaExecutable:
         for i in self._updated:  # newest on the device now; fetched when the host reads them
             self._copies[i].updated(self._storages[i])
         return outs
+
+    def _io(self, n_in: int, n_out: int) -> tuple[list, list]:
+        """The ctypes holders of the input and output addresses that prepared launches read."""
+        if self._io_holders is None:
+            self._io_holders = ([ctypes.c_uint64(0) for _ in range(n_in)], [ctypes.c_uint64(0) for _ in range(n_out)])
+        return self._io_holders
 
 
 __all__ = ["CudaExecutable", "DeviceCopy", "device_copy"]

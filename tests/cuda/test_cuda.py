@@ -391,6 +391,36 @@ def test_launches_are_packed_once_per_sizes(monkeypatch):
     assert len(counted) == first
 
 
+def test_emulated_run_steps_is_calls_in_turn_with_one_copy_each_way():
+    """Function.run_steps on CUDA: the n training steps match n CPU calls (weights included),
+    each input goes up in one copy and each output comes back in one; random ops draw as in
+    separate calls."""
+    from graphc.frontend.variables import get_value
+    fg, pg = _mlp("cuda")
+    _emulated(fg)
+    fc, pc = _mlp("cpu")
+    ctx = fg._native.context
+    r = np.random.default_rng(8)
+    x = r.normal(size=(4 * 6, 20)).astype("float32")
+    y = np.eye(10, dtype="float32")[r.integers(0, 10, 4 * 6)]
+    np.testing.assert_allclose(fg(x[:6], y[:6]), fc(x[:6], y[:6]), rtol=1e-4, atol=1e-5)  # weights uploaded
+    before = (ctx.bytes_htod, ctx.bytes_dtoh)
+    losses = fg.run_steps(4, x, y)
+    assert ctx.bytes_htod - before[0] == x.nbytes + y.nbytes
+    assert ctx.bytes_dtoh - before[1] == losses.nbytes + 4  # the stacked losses and the error word
+    np.testing.assert_allclose(losses, [fc(x[6 * s:6 * s + 6], y[6 * s:6 * s + 6]) for s in range(4)],
+                               rtol=1e-4, atol=1e-5)
+    for a, b in zip(pg, pc):
+        np.testing.assert_allclose(get_value(a), get_value(b), rtol=1e-4, atol=1e-5)
+    fr, arrays = _compile("random", "cuda")
+    _emulated(fr)
+    fcr, _ = _compile("random", "cpu")
+    stacked = [np.concatenate([a] * 3) for a in arrays]
+    got = fr.run_steps(3, *stacked)
+    for s in range(3):
+        _compare([g[s] for g in got], fcr(*arrays))
+
+
 def test_emulated_training_keeps_the_weights_on_the_device():
     """A run of CUDA training steps copies only inputs and outputs; the weights come back to
     the host when it reads them, and host-side writes (set_value, a CPU function's updates)

@@ -325,7 +325,8 @@ class Function:
         axis of ``n_steps``. The updates are applied after every call, and random ops draw as
         in separate calls, so the results are those of the ``n_steps`` calls in turn. On the
         CPU the calls run in one native loop (no Python between them: what Keras'
-        ``steps_per_execution`` uses); elsewhere, one after the other from Python."""
+        ``steps_per_execution`` uses); on CUDA their launches follow one another with one copy
+        of each input and output; in reference mode they are made one by one."""
         n = int(n_steps)
         if n < 1:
             raise InputError(f"{self.name}: run_steps needs n_steps >= 1, got {n_steps!r}")

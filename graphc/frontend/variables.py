@@ -50,14 +50,15 @@ class SharedStorage:
 class HostState:
     """What CUDA functions check before a call to learn of host-side changes cheaply.
 
-    ``writes`` counts calls of CPU functions (and reference-mode ones) that update shared
-    variables, which write into host arrays without naming them; ``device_newer`` holds the
+    ``writes`` counts calls of native CPU functions that update shared variables (they write
+    into the host arrays without saying which; reference-mode calls and ``set_value`` bump the
+    variable's ``version`` instead); ``device_newer`` holds the
     storages whose newest value is in device memory, which a CPU function fetches before it
     runs."""
 
     def __init__(self) -> None:
         self.writes = 0
-        self.device_newer: set = set()
+        self.device_newer: set[SharedStorage] = set()
 
 
 HOST = HostState()
@@ -110,8 +111,8 @@ def set_value(node: Node, value: np.ndarray) -> None:
     """Overwrite a shared variable's value in place; the shape must stay the same."""
     st = storage(node)
     value = np.asarray(value)
-    if value.shape != st.array.shape:
-        raise ShapeError(f"set_value on {node.name!r}: expected shape {format_shape(st.array.shape)}, "
+    if value.shape != st._array.shape:  # (not .array: a value on a device need not come back)
+        raise ShapeError(f"set_value on {node.name!r}: expected shape {format_shape(st._array.shape)}, "
                          f"got {format_shape(value.shape)}")
     st.written_on_host()  # first: the device's value is dropped, not fetched
     np.copyto(st._array, value, casting="same_kind")

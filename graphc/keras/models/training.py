@@ -325,10 +325,12 @@ class TrainingMixin:
         total, per, preds = res[0], res[1:1 + nout], res[1 + nout:]
         bs = (xs[0].shape[0] if xs and xs[0].ndim else 1) // count
         tr = self._tracker
-        tr[0] += float(np.sum(total, dtype=np.float64)) * bs
+        # a batch's mean loss weighs its size; float() of a 0-d array is the cheap common case
+        add = float if count == 1 else (lambda v: float(np.sum(v, dtype=np.float64)))
+        tr[0] += add(total) * bs
         tr[1] += bs * count
         for i, p in enumerate(per):
-            tr[2][i] += float(np.sum(p, dtype=np.float64)) * bs
+            tr[2][i] += add(p) * bs
         for i, m in self._resolve_metrics(ys, [p.shape for p in preds]):
             weighted = sws[i] if self._metric_is_weighted(m) else None
             m.update_state(ys[i], preds[i], weighted)

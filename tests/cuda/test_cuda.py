@@ -577,3 +577,35 @@ def test_keras_convnet_training_step_on_cuda_matches_cpu():
     for a, b in zip(gpu.get_weights(), cpu_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gpu.predict(x, verbose=0), cpu_model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_keras_fit_with_steps_per_execution_on_cuda_matches_cpu():
+    """fit(steps_per_execution=3) on a CUDA model: groups of 3 batches go through the CUDA
+    run_steps (emulated here); the epoch's loss and the weights match the CPU model's."""
+    import graphc.keras as keras
+    from graphc.keras import layers
+
+    def build(target):
+        np.random.seed(7)
+        m = keras.Sequential([keras.Input((6,)), layers.Dense(5, activation="relu"), layers.Dense(3, activation="softmax")])
+        m.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy", target=target, steps_per_execution=3)
+        return m
+
+    gpu, cpu_model = build("cuda"), build("cpu")
+    gpu.set_weights(cpu_model.get_weights())
+    r = np.random.default_rng(2)
+    x = r.normal(size=(28, 6)).astype("float32")  # batches of 4: two groups of 3 and one of 1
+    y = np.eye(3, dtype="float32")[r.integers(0, 3, 28)]
+    ys = gpu._std_y(y)
+    train = gpu._get_fn("train", ys, gpu._std_sw(None, ys, None))
+    if not cuda.available():
+        _emulated(train)
+    calls = []
+    real = train.run_steps
+    train.run_steps = lambda n, *a: calls.append(n) or real(n, *a)
+    hg = gpu.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    hc = cpu_model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    assert calls == [3, 3]
+    np.testing.assert_allclose(hg.history["loss"], hc.history["loss"], rtol=1e-5)
+    for a, b in zip(gpu.get_weights(), cpu_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
